@@ -1,0 +1,1 @@
+"""The meeting-provisioning service: exactly one Teams meeting per booking."""

@@ -1,0 +1,145 @@
+"""The booking systems' API: /v1/meetings. Views parse, call the provisioner, render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import g, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import UnsupportedMediaType
+
+from service.booking import BookingRequest
+from service.callers import Caller, authenticate
+from service.errors import InvalidRequest, Unauthenticated
+from service.schemas import (
+    BOOKING_ID,
+    BOOKING_ID_RULE,
+    BookingSchema,
+    MeetingSchema,
+    ProblemSchema,
+    meeting_body,
+)
+from service.wiring import services
+
+
+class BadRequestParser(FlaskParser):
+    # webargs answers 422 for invalid fields; this API promises 400 (422 is reserved for
+    # "Graph rejected the request").
+    DEFAULT_VALIDATION_STATUS = 400
+
+
+class ApiBlueprint(Blueprint):
+    ARGUMENTS_PARSER = BadRequestParser()
+
+
+blp = ApiBlueprint(
+    "meetings", __name__, url_prefix="/v1", description="Teams meetings for bookings"
+)
+
+PROBLEM = "application/problem+json"
+COMMON_ERRORS = {
+    401: "No valid API key (`Authorization: Bearer <key>`)",
+    503: "A dependency is unavailable; see Retry-After",
+}
+POST_ERRORS = {
+    400: "Malformed JSON or invalid fields; `errors` names each",
+    403: "This caller may not book for this organizer",
+    409: "The booking exists with other details; `differingFields` names them",
+    413: "The body exceeds the configured limit",
+    415: "The body is not application/json",
+    422: "Graph rejected the request (bad details or unknown organizer)",
+    502: "Graph refused the app (application access policy) or Entra rejected credentials",
+    504: "Graph did not answer in time; retrying is safe",
+}
+
+
+MEETING_HEADERS = {
+    "Location": {"description": "/v1/meetings/{bookingId}", "schema": {"type": "string"}},
+    "Idempotent-Replayed": {
+        "description": "`true` when answered from the store without calling Graph",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+}
+
+
+def document_errors(errors: dict[int, str]) -> Any:
+    """Document the problem responses and the API-key requirement of a view."""
+
+    def decorate(view: Any) -> Any:
+        view = blp.doc(security=[{"apiKey": []}])(view)
+        for status, description in errors.items():
+            view = blp.alt_response(
+                status, schema=ProblemSchema, content_type=PROBLEM, description=description
+            )(view)
+        return view
+
+    return decorate
+
+
+@blp.before_request
+def authenticate_caller() -> None:
+    """Authenticate first, so nothing about a request is revealed to an unknown caller."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthenticated("Send the API key as 'Authorization: Bearer <key>'.")
+    caller = authenticate(services().settings.callers, key.strip())
+    if caller is None:
+        raise Unauthenticated("The API key is not valid.")
+    g.caller = caller
+    if request.method in ("POST", "PUT", "PATCH") and not request.is_json:
+        raise UnsupportedMediaType(
+            f"Send the body as JSON with 'Content-Type: application/json' "
+            f"(got {request.mimetype or 'no Content-Type'!r})."
+        )
+
+
+def caller() -> Caller:
+    found: Caller = g.caller
+    return found
+
+
+@blp.route("/meetings")
+class Meetings(MethodView):
+    @blp.arguments(BookingSchema, error_status_code=400)
+    @blp.response(
+        201, MeetingSchema, description="Graph created the meeting", headers=MEETING_HEADERS
+    )
+    @blp.alt_response(
+        200,
+        schema=MeetingSchema,
+        description="The meeting already existed (Graph said so, or the store answered: "
+        "then `Idempotent-Replayed: true`)",
+        headers=MEETING_HEADERS,
+    )
+    @document_errors({**COMMON_ERRORS, **POST_ERRORS})
+    def post(self, booking: BookingRequest) -> Any:
+        """Provision the Teams meeting for a booking, or return the one it already has"""
+        if booking.chat_info is not None and not services().settings.beta:
+            raise InvalidRequest(
+                "chatInfo needs Graph beta, and this service uses Graph v1.0.",
+                {"chatInfo": "is only accepted when the service runs with GRAPH_API_VERSION=beta"},
+            )
+        g.booking_id = booking.booking_id
+        outcome = services().provisioner.provision(caller(), booking)
+        headers = {"Location": f"/v1/meetings/{booking.booking_id}"}
+        if outcome.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return meeting_body(outcome.record), 201 if outcome.created else 200, headers
+
+
+@blp.route("/meetings/<bookingId>")
+class Meeting(MethodView):
+    @blp.response(200, MeetingSchema)
+    @document_errors({**COMMON_ERRORS, 400: "Malformed bookingId", 404: "No such booking"})
+    def get(self, bookingId: str) -> Any:  # noqa: N803 - the path parameter's public name
+        """The meeting provisioned for a booking by this caller"""
+        booking_id = bookingId
+        if not BOOKING_ID.match(booking_id):
+            raise InvalidRequest(
+                "The bookingId in the path is invalid.", {"bookingId": BOOKING_ID_RULE}
+            )
+        g.booking_id = booking_id
+        return meeting_body(services().provisioner.lookup(caller(), booking_id))

@@ -1,0 +1,244 @@
+"""Settings, read from the environment once and checked all at once.
+
+Every problem is collected before failing, so an operator fixing a deployment sees the
+whole list in one start-up error instead of one problem per restart.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from service.callers import Caller, CallerRegistryError, load_callers
+from service.clouds import CLOUDS, Cloud
+
+T = TypeVar("T")
+
+# The default namespace under which externalIds are derived (see README, "Idempotency").
+# Changing it changes every externalId, which would create new meetings for old bookings.
+DEFAULT_EXTERNAL_ID_NAMESPACE = uuid.UUID("6f1c1d0e-3a51-4f0c-9d7e-4b1f6f0d2a11")
+
+API_VERSIONS = ("v1.0", "beta")
+
+
+class ConfigError(Exception):
+    """The environment does not describe a runnable service; `problems` lists why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "invalid configuration:\n" + "\n".join(f"  - {problem}" for problem in problems)
+        )
+
+
+@dataclass(frozen=True)
+class Credential:
+    """How the app proves its identity to Entra ID. Exactly one field is set."""
+
+    client_secret: str | None = field(default=None, repr=False)
+    certificate_path: Path | None = None
+    federated_token_file: Path | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.client_secret is not None:
+            return "secret"
+        if self.certificate_path is not None:
+            return "certificate"
+        return "federated"
+
+
+@dataclass(frozen=True)
+class Settings:
+    tenant_id: str
+    client_id: str
+    credential: Credential
+    cloud: Cloud
+    authority_host: str
+    graph_base_url: str
+    graph_api_version: str
+    graph_ca_bundle: Path | None
+    redis_url: str
+    callers: Mapping[str, Caller]
+    external_id_namespace: uuid.UUID = DEFAULT_EXTERNAL_ID_NAMESPACE
+    booking_ttl_seconds: int = 30 * 24 * 3600
+    max_body_bytes: int = 64 * 1024
+    # Time budgets, in seconds. Their ordering is checked below: a request's worst case
+    # (wait for another request's lock, then make our own token and Graph calls) must end
+    # before gunicorn kills the worker.
+    graph_connect_timeout: float = 3.05
+    graph_read_timeout: float = 10.0
+    graph_budget: float = 20.0
+    token_timeout: float = 5.0
+    single_flight_wait: float = 25.0
+    lock_ttl: float = 35.0
+    worker_timeout: float = 60.0
+    redis_timeout: float = 0.5
+
+    @property
+    def authority(self) -> str:
+        return f"{self.authority_host}/{self.tenant_id}"
+
+    @property
+    def graph_scope(self) -> str:
+        return f"{self.graph_base_url}/.default"
+
+    @property
+    def beta(self) -> bool:
+        return self.graph_api_version == "beta"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        return _Reader(os.environ if env is None else env).settings()
+
+
+class _Reader:
+    """Reads and converts each variable, remembering every problem instead of stopping."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def required(self, name: str, hint: str) -> str:
+        value = self.raw(name)
+        if value is None:
+            self.problems.append(f"{name} is required: {hint}")
+            return ""
+        return value
+
+    def convert(self, name: str, default: T, coerce: Callable[[str], T], expected: str) -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return coerce(value)
+        except ValueError:
+            self.problems.append(f"{name}={value!r} is not {expected}")
+            return default
+
+    def positive(self, name: str, default: float) -> float:
+        value = self.convert(name, default, float, "a number of seconds")
+        if value <= 0:
+            self.problems.append(f"{name} must be greater than 0")
+            return default
+        return value
+
+    def guid(self, name: str, hint: str) -> str:
+        value = self.required(name, hint)
+        if value:
+            try:
+                uuid.UUID(value)
+            except ValueError:
+                self.problems.append(f"{name}={value!r} is not a GUID")
+        return value.lower()
+
+    def url(self, name: str, default: str) -> str:
+        value = (self.raw(name) or default).rstrip("/")
+        if not value.startswith("https://"):
+            # MSAL refuses non-https authorities, and Graph is only served over TLS.
+            self.problems.append(f"{name}={value!r} must be an https:// URL")
+        return value
+
+    def existing_file(self, name: str) -> Path | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        path = Path(value)
+        if not path.is_file():
+            self.problems.append(f"{name}={value!r} is not a readable file")
+        return path
+
+    def credential(self) -> Credential:
+        secret = self.raw("AZURE_CLIENT_SECRET")
+        certificate = self.existing_file("AZURE_CLIENT_CERTIFICATE_PATH")
+        federated = self.existing_file("AZURE_FEDERATED_TOKEN_FILE")
+        given = [v for v in (secret, certificate, federated) if v is not None]
+        if len(given) != 1:
+            self.problems.append(
+                "set exactly one of AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH "
+                f"(PEM with private key and certificate) or AZURE_FEDERATED_TOKEN_FILE "
+                f"({len(given)} are set)"
+            )
+        if secret is not None:
+            return Credential(client_secret=secret)
+        if certificate is not None:
+            return Credential(certificate_path=certificate)
+        return Credential(federated_token_file=federated)
+
+    def settings(self) -> Settings:
+        cloud_name = (self.raw("GRAPH_CLOUD") or "global").lower()
+        cloud = CLOUDS.get(cloud_name)
+        if cloud is None:
+            self.problems.append(f"GRAPH_CLOUD={cloud_name!r} is not one of {', '.join(CLOUDS)}")
+            cloud = CLOUDS["global"]
+        api_version = self.raw("GRAPH_API_VERSION") or "v1.0"
+        if api_version not in API_VERSIONS:
+            self.problems.append(f"GRAPH_API_VERSION={api_version!r} is not v1.0 or beta")
+        elif api_version == "beta" and not cloud.beta:
+            self.problems.append(
+                f"GRAPH_API_VERSION=beta is not available in the {cloud.name} cloud "
+                "(createOrGet beta is global-only)"
+            )
+
+        callers: Mapping[str, Caller] = {}
+        clients_file = self.existing_file("CLIENTS_FILE")
+        if self.raw("CLIENTS_FILE") is None:
+            self.problems.append("CLIENTS_FILE is required: the JSON file that defines callers")
+        elif clients_file is not None and clients_file.is_file():
+            try:
+                callers = load_callers(clients_file)
+            except CallerRegistryError as error:
+                self.problems.extend(f"CLIENTS_FILE: {problem}" for problem in error.problems)
+
+        settings = Settings(
+            tenant_id=self.guid("AZURE_TENANT_ID", "the Entra tenant (directory) ID"),
+            client_id=self.guid("AZURE_CLIENT_ID", "the app registration's client ID"),
+            credential=self.credential(),
+            cloud=cloud,
+            authority_host=self.url("AZURE_AUTHORITY_HOST", cloud.authority_host),
+            graph_base_url=self.url("GRAPH_BASE_URL", cloud.graph_root),
+            graph_api_version=api_version,
+            graph_ca_bundle=self.existing_file("GRAPH_CA_BUNDLE"),
+            redis_url=self.required("REDIS_URL", "e.g. redis://127.0.0.1:6379/0"),
+            callers=callers,
+            external_id_namespace=self.convert(
+                "EXTERNAL_ID_NAMESPACE", DEFAULT_EXTERNAL_ID_NAMESPACE, uuid.UUID, "a UUID"
+            ),
+            booking_ttl_seconds=int(self.positive("BOOKING_TTL_SECONDS", 30 * 24 * 3600)),
+            max_body_bytes=int(self.positive("MAX_BODY_BYTES", 64 * 1024)),
+            graph_connect_timeout=self.positive("GRAPH_CONNECT_TIMEOUT", 3.05),
+            graph_read_timeout=self.positive("GRAPH_READ_TIMEOUT", 10.0),
+            graph_budget=self.positive("GRAPH_BUDGET_SECONDS", 20.0),
+            token_timeout=self.positive("TOKEN_TIMEOUT_SECONDS", 5.0),
+            single_flight_wait=self.positive("SINGLE_FLIGHT_WAIT_SECONDS", 25.0),
+            lock_ttl=self.positive("LOCK_TTL_SECONDS", 35.0),
+            worker_timeout=self.positive("GUNICORN_TIMEOUT", 60.0),
+            redis_timeout=self.positive("REDIS_TIMEOUT_SECONDS", 0.5),
+        )
+        self.check_ordering(settings)
+        if self.problems:
+            raise ConfigError(self.problems)
+        return settings
+
+    def check_ordering(self, s: Settings) -> None:
+        one_call = s.token_timeout + s.graph_budget
+        if s.lock_ttl <= one_call:
+            self.problems.append(
+                f"LOCK_TTL_SECONDS ({s.lock_ttl:g}) must exceed TOKEN_TIMEOUT_SECONDS + "
+                f"GRAPH_BUDGET_SECONDS ({one_call:g}), or a slow call would lose its lock"
+            )
+        worst = s.single_flight_wait + one_call
+        if s.worker_timeout <= worst:
+            self.problems.append(
+                f"GUNICORN_TIMEOUT ({s.worker_timeout:g}) must exceed SINGLE_FLIGHT_WAIT_SECONDS"
+                f" + TOKEN_TIMEOUT_SECONDS + GRAPH_BUDGET_SECONDS ({worst:g}), or gunicorn "
+                "could kill a worker that is still within its budgets"
+            )

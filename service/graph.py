@@ -1,0 +1,262 @@
+"""Microsoft Graph onlineMeetings over one pooled `requests` session."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import requests
+
+from service import metrics
+from service.backoff import Budget, parse_retry_after
+from service.config import Settings
+from service.errors import (
+    ACCESS_POLICY_HELP,
+    GraphAccessDenied,
+    GraphRejected,
+    GraphTimeout,
+    GraphUnavailable,
+    GraphUnexpected,
+)
+from service.tokens import TokenProvider
+
+logger = logging.getLogger(__name__)
+
+# Statuses Graph uses for "not now": throttling, overload and gateway trouble.
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class GraphResult:
+    created: bool  # Graph answered 201 (a new meeting) rather than 200 (it existed)
+    meeting: dict[str, Any]
+    request_id: str | None
+    client_request_id: str
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """Why the last attempt did not succeed, kept to explain an exhausted budget."""
+
+    reason: str
+    retry_after: float | None = None
+    response: requests.Response | None = None
+
+
+class GraphClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_version: str,
+        session: requests.Session,
+        tokens: TokenProvider,
+        connect_timeout: float,
+        read_timeout: float,
+        budget_seconds: float,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.root = f"{base_url}/{api_version}"
+        self.session = session
+        self.tokens = tokens
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.budget_seconds = budget_seconds
+        self.sleep = sleep
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, session: requests.Session, tokens: TokenProvider
+    ) -> GraphClient:
+        return cls(
+            base_url=settings.graph_base_url,
+            api_version=settings.graph_api_version,
+            session=session,
+            tokens=tokens,
+            connect_timeout=settings.graph_connect_timeout,
+            read_timeout=settings.graph_read_timeout,
+            budget_seconds=settings.graph_budget,
+        )
+
+    def create_or_get(self, organizer_id: str, body: dict[str, Any]) -> GraphResult:
+        """POST /users/{organizer}/onlineMeetings/createOrGet, retried inside the budget.
+
+        Retrying a POST is safe here only because createOrGet is idempotent on (tenant,
+        organizer, externalId): a retry after a lost response returns the meeting the first
+        attempt created instead of a second one. Do not reuse this loop for plain POSTs.
+        """
+        url = f"{self.root}/users/{organizer_id}/onlineMeetings/createOrGet"
+        budget = Budget(self.budget_seconds)
+        # One id for the logical call, so Microsoft support can follow every attempt of it.
+        client_request_id = str(uuid.uuid4())
+        token_refreshed = False
+        while True:
+            token = self.tokens.token()
+            failure = self._attempt(url, body, token, client_request_id, budget)
+            if isinstance(failure, GraphResult):
+                return failure
+            if failure.reason == "401" and not token_refreshed:
+                # The token expired or was revoked before MSAL's cache knew: get a new one,
+                # once. A second 401 means something else is wrong.
+                token_refreshed = True
+                self.tokens.invalidate()
+                continue
+            if failure.response is not None and failure.reason not in RETRY_REASONS:
+                self._raise_for(failure.response, client_request_id)
+            delay = budget.next_delay(failure.retry_after)
+            if delay > budget.remaining():
+                self._exhausted(failure, delay, client_request_id)
+            metrics.graph_retries.labels(reason=failure.reason).inc()
+            if failure.retry_after is not None:
+                metrics.graph_retry_after.inc(failure.retry_after)
+            logger.info(
+                "retrying createOrGet",
+                extra={
+                    "reason": failure.reason,
+                    "delay": round(delay, 3),
+                    "clientRequestId": client_request_id,
+                },
+            )
+            self.sleep(delay)
+
+    def _attempt(
+        self,
+        url: str,
+        body: dict[str, Any],
+        token: str,
+        client_request_id: str,
+        budget: Budget,
+    ) -> GraphResult | _Failure:
+        remaining = budget.remaining()
+        timeout = (min(self.connect_timeout, remaining), min(self.read_timeout, remaining))
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "client-request-id": client_request_id,
+            "return-client-request-id": "true",
+            "Accept": "application/json",
+        }
+        started = time.perf_counter()
+        try:
+            response = self.session.post(url, json=body, headers=headers, timeout=timeout)
+        except requests.ConnectTimeout:
+            return self._record(started, "connect_timeout", client_request_id)
+        except requests.ReadTimeout:
+            return self._record(started, "timeout", client_request_id)
+        except requests.ConnectionError:
+            return self._record(started, "connection_error", client_request_id)
+        status = response.status_code
+        request_id = response.headers.get("request-id")
+        self._record(started, str(status), client_request_id, request_id)
+        if status in (200, 201):
+            meeting = _json(response)
+            if not isinstance(meeting.get("id"), str):
+                self._raise_for(response, client_request_id)
+            return GraphResult(status == 201, meeting, request_id, client_request_id)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return _Failure(str(status), retry_after, response)
+
+    def _record(
+        self,
+        started: float,
+        outcome: str,
+        client_request_id: str,
+        request_id: str | None = None,
+    ) -> _Failure:
+        elapsed = time.perf_counter() - started
+        metrics.graph_calls.labels(operation="createOrGet", status=outcome).inc()
+        metrics.graph_latency.labels(operation="createOrGet").observe(elapsed)
+        logger.info(
+            "graph createOrGet answered",
+            extra={
+                "graphStatus": outcome,
+                "clientRequestId": client_request_id,
+                "graphRequestId": request_id,
+                "latencyMs": round(elapsed * 1000, 1),
+            },
+        )
+        return _Failure(outcome)
+
+    def _raise_for(self, response: requests.Response, client_request_id: str) -> NoReturn:
+        status = response.status_code
+        found = _json(response).get("error")
+        error: dict[str, Any] = found if isinstance(found, dict) else {}
+        found = error.get("innerError")
+        inner: dict[str, Any] = found if isinstance(found, dict) else {}
+        details: dict[str, Any] = {
+            "graph_status": status,
+            "code": error.get("code"),
+            "message": error.get("message"),
+            "request_id": response.headers.get("request-id") or inner.get("request-id"),
+            "client_request_id": client_request_id,
+        }
+        logger.warning(
+            "graph createOrGet failed",
+            extra={"graphStatus": status, "graphCode": details["code"]},
+        )
+        if status == 403:
+            raise GraphAccessDenied(
+                "Microsoft Graph refused to create meetings for this organizer on behalf of "
+                "this app: the Teams application access policy is not granted. "
+                + ACCESS_POLICY_HELP,
+                **details,
+            )
+        if status == 404:
+            raise GraphRejected(
+                "Microsoft Graph does not know this organizer: organizerId must be the Entra "
+                "object ID of a user in the tenant (with a Teams license).",
+                **details,
+            )
+        if status == 400:
+            raise GraphRejected(
+                f"Microsoft Graph rejected the meeting request: {details['message']}",
+                **details,
+            )
+        if status == 401:
+            raise GraphUnexpected(
+                "Microsoft Graph rejected a freshly acquired token: check that the app has "
+                "the OnlineMeetings.ReadWrite.All application permission with admin consent "
+                "and that GRAPH_CLOUD matches the tenant's cloud.",
+                **details,
+            )
+        raise GraphUnexpected(
+            f"Microsoft Graph answered {status} ({details['code']}), which this service does "
+            "not expect from createOrGet.",
+            **details,
+        )
+
+    def _exhausted(self, failure: _Failure, delay: float, client_request_id: str) -> NoReturn:
+        if failure.reason == "timeout":
+            raise GraphTimeout(
+                f"Microsoft Graph did not answer within the {self.budget_seconds:g} s budget. "
+                "The meeting may or may not exist yet; retrying with the same bookingId is "
+                "safe and returns the same meeting.",
+                extensions={"clientRequestId": client_request_id},
+            )
+        details: dict[str, Any] = {"reason": failure.reason, "clientRequestId": client_request_id}
+        if failure.response is not None:
+            details["graphRequestId"] = failure.response.headers.get("request-id")
+        raise GraphUnavailable(
+            f"Microsoft Graph is unavailable or throttling ({failure.reason}) and the "
+            f"{self.budget_seconds:g} s retry budget ran out. Retrying with the same bookingId "
+            "is safe.",
+            retry_after=delay,
+            extensions=details,
+        )
+
+
+RETRY_REASONS = frozenset(
+    {str(status) for status in RETRYABLE_STATUSES}
+    | {"timeout", "connect_timeout", "connection_error"}
+)
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    try:
+        document = response.json()
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}

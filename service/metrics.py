@@ -1,0 +1,61 @@
+"""Prometheus metrics. Under gunicorn they are shared across workers through
+PROMETHEUS_MULTIPROC_DIR (prometheus-client's multiprocess mode); without it, the
+process-local default registry is used (tests, `flask run`)."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60)
+
+http_requests = Counter(
+    "mps_http_requests_total", "HTTP requests answered", ["route", "method", "status"]
+)
+http_latency = Histogram(
+    "mps_http_request_duration_seconds",
+    "HTTP request latency",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+graph_calls = Counter(
+    "mps_graph_calls_total", "Graph HTTP calls, by operation and status", ["operation", "status"]
+)
+graph_latency = Histogram(
+    "mps_graph_call_duration_seconds",
+    "Graph HTTP call latency (one attempt)",
+    ["operation"],
+    buckets=LATENCY_BUCKETS,
+)
+graph_retries = Counter("mps_graph_retries_total", "Graph attempts retried", ["reason"])
+graph_retry_after = Counter(
+    "mps_graph_retry_after_seconds_total", "Seconds Graph asked us to wait (Retry-After)"
+)
+meetings = Counter(
+    "mps_meetings_total",
+    "Provisioning outcomes: created/existing (from Graph), replayed (from the store), "
+    "conflict (409), waited (single-flight followers)",
+    ["outcome"],
+)
+tokens = Counter("mps_token_acquisitions_total", "App tokens handed out, by source", ["source"])
+token_failures = Counter("mps_token_failures_total", "Token acquisitions that failed", ["reason"])
+redis_up = Gauge(
+    "mps_redis_up", "1 if the last Redis command succeeded, else 0", multiprocess_mode="liveall"
+)
+
+
+def render() -> tuple[bytes, str]:
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,123 @@
+"""Every error leaves as RFC 9457 application/problem+json, rendered here and only here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, g, has_request_context, json, request
+from werkzeug.exceptions import HTTPException
+
+from service.errors import ServiceError
+
+logger = logging.getLogger(__name__)
+
+TYPE_PREFIX = "urn:meeting-provisioning:problem:"
+
+# Werkzeug's exceptions, as problem types and with a detail that says what to fix.
+HTTP_PROBLEMS: dict[int, tuple[str, str]] = {
+    400: ("invalid-request", "The request is invalid"),
+    401: ("unauthenticated", "A valid API key is required"),
+    404: ("not-found", "No such resource"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("body-too-large", "The request body is too large"),
+    415: ("unsupported-media-type", "The body must be application/json"),
+    500: ("internal-error", "Internal error"),
+}
+UNKNOWN_FIELD = "Unknown field."
+
+
+def problem(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    extensions: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": TYPE_PREFIX + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if has_request_context():
+        body["instance"] = request.path
+        if "request_id" in g:
+            body["requestId"] = g.request_id
+    body.update(extensions or {})
+    response = Response(json.dumps(body), status=status, mimetype="application/problem+json")
+    response.headers.update(headers or {})
+    return response
+
+
+def flatten_messages(messages: Any, prefix: str = "") -> dict[str, str]:
+    """webargs/marshmallow's nested messages as {"attendees.0.upn": "what is wrong"}."""
+    flat: dict[str, str] = {}
+    if isinstance(messages, Mapping):
+        for name, inner in messages.items():
+            if name == "_schema":
+                flat.update(flatten_messages(inner, prefix.rstrip(".") or "body"))
+                continue
+            flat.update(flatten_messages(inner, f"{prefix}{name}."))
+    elif isinstance(messages, list):
+        text = "; ".join(str(m) for m in messages if not isinstance(m, (dict, list)))
+        key = prefix.rstrip(".")
+        if text == UNKNOWN_FIELD:
+            text = "is not a field of this request (check the spelling)"
+        if text:
+            flat[key] = text
+        for item in messages:
+            if isinstance(item, (dict, list)):
+                flat.update(flatten_messages(item, prefix))
+    else:
+        flat[prefix.rstrip(".")] = str(messages)
+    return flat
+
+
+def from_service_error(error: ServiceError) -> Response:
+    return problem(
+        error.status, error.slug, error.title, error.detail, error.extensions, error.headers
+    )
+
+
+def from_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    slug, title = HTTP_PROBLEMS.get(status, ("http-error", error.name))
+    detail = error.description or title
+    extensions: dict[str, Any] = {}
+    data = getattr(error, "data", None)  # webargs puts validation messages here
+    if isinstance(data, Mapping) and "messages" in data:
+        messages = data["messages"]
+        # webargs nests messages under the location ("json"); callers think in fields.
+        if isinstance(messages, Mapping) and set(messages) <= {"json", "query", "view_args"}:
+            messages = {
+                k: v
+                for inner in messages.values()
+                for k, v in (inner.items() if isinstance(inner, Mapping) else [("_schema", inner)])
+            }
+        errors = flatten_messages(messages)
+        if "Invalid JSON body." in errors.values():
+            detail = "The body is not valid JSON."
+            errors = {"body": "is not valid JSON"}
+        else:
+            detail = "Some fields are invalid: " + ", ".join(sorted(errors)) + "."
+        extensions["errors"] = errors
+    headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}
+    return problem(status, slug, title, detail, extensions, headers)
+
+
+def register(app: Flask) -> None:
+    app.register_error_handler(ServiceError, from_service_error)
+    app.register_error_handler(HTTPException, from_http_exception)
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        logger.exception("unhandled error")
+        return problem(
+            500,
+            "internal-error",
+            "Internal error",
+            "The service failed unexpectedly; the error is logged under this requestId.",
+        )

@@ -1,0 +1,171 @@
+"""The idempotency core: one Graph meeting per (caller, booking), however often asked.
+
+Three layers make it hold:
+1. externalId is derived from (caller, booking), so Graph's createOrGet itself returns the
+   same meeting for every retry, replica and restart, even without our store;
+2. the store answers repeats without calling Graph, and keeps the request's fingerprint so
+   a repeat with other details is refused (409) instead of silently returning the old one;
+3. a per-booking lock in Redis lets one request call Graph while concurrent ones wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from service import metrics
+from service.booking import BookingRequest, differing_fields, external_id
+from service.callers import Caller
+from service.config import Settings
+from service.errors import (
+    BookingBusy,
+    BookingConflict,
+    BookingNotFound,
+    OrganizerNotAllowed,
+    StoreUnavailable,
+)
+from service.graph import GraphClient, GraphResult
+from service.store import BookingStore
+
+logger = logging.getLogger(__name__)
+
+FIRST_POLL = 0.01
+LAST_POLL = 0.2
+
+
+@dataclass(frozen=True)
+class Outcome:
+    record: dict[str, Any]
+    created: bool  # Graph created the meeting in this request
+    replayed: bool  # answered from the store, without calling Graph
+
+
+class Provisioner:
+    def __init__(
+        self,
+        *,
+        store: BookingStore,
+        graph: GraphClient,
+        namespace: Any,
+        wait_seconds: float,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.graph = graph
+        self.namespace = namespace
+        self.wait_seconds = wait_seconds
+        self.sleep = sleep
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, store: BookingStore, graph: GraphClient
+    ) -> Provisioner:
+        return cls(
+            store=store,
+            graph=graph,
+            namespace=settings.external_id_namespace,
+            wait_seconds=settings.single_flight_wait,
+        )
+
+    def provision(self, caller: Caller, request: BookingRequest) -> Outcome:
+        if not caller.may_book_for(request.organizer_id):
+            raise OrganizerNotAllowed(
+                f"Caller {caller.id!r} may not book meetings for organizer "
+                f"{request.organizer_id}. Ask an operator to add the organizer to this "
+                "caller's entry in CLIENTS_FILE."
+            )
+        ext_id = external_id(self.namespace, caller.id, request.booking_id)
+        try:
+            return self._single_flight(caller, request, ext_id)
+        except StoreUnavailable:
+            # Degraded on purpose: without Redis we cannot replay, detect conflicts or
+            # coordinate, but createOrGet on the derived externalId still yields exactly one
+            # meeting, so booking systems keep working through a Redis outage.
+            logger.warning("store unavailable, calling Graph directly")
+            result = self.graph.create_or_get(request.organizer_id, request.graph_body(ext_id))
+            return self._outcome(request, ext_id, result)
+
+    def lookup(self, caller: Caller, booking_id: str) -> dict[str, Any]:
+        record = self.store.get(caller.id, booking_id)
+        if record is None:
+            raise BookingNotFound(
+                f"No meeting was provisioned for booking {booking_id!r} by this caller."
+            )
+        return record
+
+    def _single_flight(self, caller: Caller, request: BookingRequest, ext_id: str) -> Outcome:
+        deadline = time.monotonic() + self.wait_seconds
+        poll = FIRST_POLL
+        waited = False
+        while True:
+            record = self.store.get(caller.id, request.booking_id)
+            if record is not None:
+                return self._replay(record, request, waited)
+            token = self.store.acquire(caller.id, request.booking_id)
+            if token is not None:
+                return self._as_owner(caller, request, ext_id, token, waited)
+            if not waited:
+                waited = True
+                metrics.meetings.labels(outcome="waited").inc()
+            if time.monotonic() + poll > deadline:
+                raise BookingBusy(
+                    f"Another request for booking {request.booking_id!r} has been talking to "
+                    f"Microsoft Graph for over {self.wait_seconds:g} s. Retry with the same "
+                    "request; it will return that meeting.",
+                    retry_after=1,
+                )
+            self.sleep(poll)
+            poll = min(LAST_POLL, poll * 2)
+
+    def _as_owner(
+        self, caller: Caller, request: BookingRequest, ext_id: str, token: str, waited: bool
+    ) -> Outcome:
+        # The lock outlives the token and Graph budgets (checked in config), so normally
+        # only its owner calls Graph. Should it expire early anyway (a paused worker), a
+        # second request may call createOrGet concurrently; that is still correct, because
+        # createOrGet is idempotent on the externalId and returns the same meeting.
+        try:
+            # Re-read: the previous owner may have stored the meeting between our read and
+            # our lock.
+            record = self.store.get(caller.id, request.booking_id)
+            if record is not None:
+                return self._replay(record, request, waited)
+            result = self.graph.create_or_get(request.organizer_id, request.graph_body(ext_id))
+            outcome = self._outcome(request, ext_id, result)
+            try:
+                self.store.put(caller.id, request.booking_id, outcome.record)
+            except StoreUnavailable:
+                # The meeting exists and the caller gets it; a later request will ask Graph
+                # again and get the same meeting back.
+                logger.warning("meeting provisioned but not stored")
+            return outcome
+        finally:
+            try:
+                self.store.release(caller.id, request.booking_id, token)
+            except StoreUnavailable:
+                pass  # the lock expires by itself
+
+    def _replay(self, record: dict[str, Any], request: BookingRequest, waited: bool) -> Outcome:
+        differing = differing_fields(record.get("request", {}), request.fingerprint())
+        if differing:
+            metrics.meetings.labels(outcome="conflict").inc()
+            raise BookingConflict(request.booking_id, differing)
+        metrics.meetings.labels(outcome="replayed").inc()
+        return Outcome(record, created=False, replayed=True)
+
+    def _outcome(self, request: BookingRequest, ext_id: str, result: GraphResult) -> Outcome:
+        metrics.meetings.labels(outcome="created" if result.created else "existing").inc()
+        record = {
+            "bookingId": request.booking_id,
+            "externalId": ext_id,
+            "organizerId": request.organizer_id,
+            "request": request.fingerprint(),
+            "meeting": result.meeting,
+            "provisionedAt": datetime.now(UTC).isoformat(timespec="seconds"),
+            "graphRequestId": result.request_id,
+        }
+        return Outcome(record, created=result.created, replayed=False)

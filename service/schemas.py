@@ -1,0 +1,234 @@
+"""Request and response schemas; the OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Any
+
+from marshmallow import (
+    EXCLUDE,
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
+
+from service.booking import Attendee, BookingRequest, ChatInfo
+
+BOOKING_ID_PATTERN = r"^[A-Za-z0-9._~:-]{1,128}$"
+BOOKING_ID = re.compile(BOOKING_ID_PATTERN)
+BOOKING_ID_RULE = "must be 1-128 characters of A-Z a-z 0-9 . _ ~ : -"
+# RFC 3339 date-time: the offset (Z or +hh:mm) is mandatory, unlike in ISO 8601.
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+ROLES = ("attendee", "presenter", "producer", "coorganizer")
+
+
+def is_guid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return len(value) in (32, 36, 38)
+
+
+class Guid(fields.String):
+    """An Entra object ID."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["metadata"] = {"format": "uuid", **kwargs.get("metadata", {})}
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not is_guid(text):
+            raise ValidationError(
+                "must be an Entra object ID, a GUID like '8b081ef6-4792-4def-b2c9-c363a1bf41d5'"
+            )
+        return str(uuid.UUID(text))
+
+
+class Rfc3339(fields.Field[datetime]):
+    """An RFC 3339 date-time with an explicit offset, e.g. 2026-11-23T09:00:00+01:00."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["metadata"] = {
+            "type": "string",
+            "format": "date-time",
+            "example": "2026-11-23T09:00:00+01:00",
+            **kwargs.get("metadata", {}),
+        }
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        if not isinstance(value, str) or not RFC3339.match(value):
+            raise ValidationError(
+                "must be an RFC 3339 date-time with an offset, e.g. 2026-11-23T09:00:00+01:00"
+            )
+        # Python reads at most 6 fractional digits; Graph's own format has 7.
+        text = re.sub(r"(\.\d{6})\d+", r"\1", value.upper())
+        try:
+            return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationError("is not a real date and time") from None
+
+
+class AttendeeSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    upn = fields.String(
+        validate=validate.Length(min=3, max=256),
+        metadata={"description": "User principal name, e.g. ada@contoso.com"},
+    )
+    userId = Guid(metadata={"description": "Entra object ID"})
+    role = fields.String(load_default="attendee", validate=validate.OneOf(ROLES))
+
+    @validates_schema
+    def needs_identity(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "upn" not in data and "userId" not in data:
+            raise ValidationError("give upn, userId or both", field_name="upn")
+
+    @post_load
+    def make(self, data: dict[str, Any], **kwargs: Any) -> Attendee:
+        return Attendee(upn=data.get("upn"), user_id=data.get("userId"), role=data["role"])
+
+
+class ChatInfoSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    threadId = fields.String(validate=validate.Length(min=1, max=512))
+    messageId = fields.String(validate=validate.Length(min=1, max=128))
+    replyChainMessageId = fields.String(validate=validate.Length(min=1, max=128))
+
+    @post_load
+    def make(self, data: dict[str, Any], **kwargs: Any) -> ChatInfo:
+        return ChatInfo(
+            thread_id=data.get("threadId"),
+            message_id=data.get("messageId"),
+            reply_chain_message_id=data.get("replyChainMessageId"),
+        )
+
+
+class BookingSchema(Schema):
+    """A booking that needs a Teams meeting."""
+
+    class Meta:
+        unknown = RAISE  # a misspelt field must not be silently dropped
+
+    bookingId = fields.String(
+        required=True,
+        validate=validate.Regexp(BOOKING_ID_PATTERN, error=BOOKING_ID_RULE),
+        metadata={
+            "description": "The booking system's own id; the idempotency key",
+            "example": "room-42:2026-11-23T09:00",
+        },
+    )
+    organizerId = Guid(required=True, metadata={"description": "The organizer's Entra object ID"})
+    subject = fields.String(validate=validate.Length(max=255))
+    startDateTime = Rfc3339(metadata={"description": "Default: now (Graph's default)"})
+    endDateTime = Rfc3339(metadata={"description": "Default: start + 1 hour (Graph's default)"})
+    attendees = fields.List(fields.Nested(AttendeeSchema), validate=validate.Length(max=256))
+    chatInfo = fields.Nested(
+        ChatInfoSchema, metadata={"description": "Only when the service uses Graph beta"}
+    )
+
+    @validates_schema
+    def times_in_order(self, data: dict[str, Any], **kwargs: Any) -> None:
+        start, end = data.get("startDateTime"), data.get("endDateTime")
+        if end is not None and start is None:
+            raise ValidationError(
+                "endDateTime needs a startDateTime (Graph rejects an end without a start)",
+                field_name="endDateTime",
+            )
+        if start is not None and end is not None and end < start:
+            raise ValidationError(
+                "endDateTime must not be earlier than startDateTime", field_name="endDateTime"
+            )
+
+    @post_load
+    def make(self, data: dict[str, Any], **kwargs: Any) -> BookingRequest:
+        return BookingRequest.create(
+            booking_id=data["bookingId"],
+            organizer_id=data["organizerId"],
+            subject=data.get("subject"),
+            start=data.get("startDateTime"),
+            end=data.get("endDateTime"),
+            attendees=data.get("attendees"),
+            chat_info=data.get("chatInfo"),
+        )
+
+
+class MeetingSchema(Schema):
+    """The Teams meeting provisioned for a booking."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    bookingId = fields.String(required=True)
+    externalId = fields.String(
+        required=True, metadata={"description": "Graph externalId: UUIDv5 of caller and booking"}
+    )
+    organizerId = fields.String(required=True)
+    meetingId = fields.String(required=True, metadata={"description": "Graph onlineMeeting id"})
+    joinWebUrl = fields.String(required=True, allow_none=True)
+    subject = fields.String(allow_none=True)
+    startDateTime = fields.String(allow_none=True, metadata={"format": "date-time"})
+    endDateTime = fields.String(allow_none=True, metadata={"format": "date-time"})
+    onlineMeeting = fields.Dict(
+        required=True, metadata={"description": "The onlineMeeting object as Graph returned it"}
+    )
+
+
+class ProblemSchema(Schema):
+    """An RFC 9457 problem detail (application/problem+json)."""
+
+    type = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    instance = fields.String()
+    requestId = fields.String()
+    errors = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        metadata={"description": "Field name (dotted path) to what is wrong with it"},
+    )
+    differingFields = fields.List(fields.String())
+    graphError = fields.Dict(metadata={"description": "Graph's status, code, message, ids"})
+    retryAfterSeconds = fields.Integer()
+
+
+class CheckSchema(Schema):
+    status = fields.String(required=True, metadata={"enum": ["ok", "failing"]})
+    detail = fields.String()
+
+
+class ReadinessSchema(Schema):
+    status = fields.String(required=True, metadata={"enum": ["ready", "not ready"]})
+    checks = fields.Dict(keys=fields.String(), values=fields.Nested(CheckSchema))
+
+
+class LivenessSchema(Schema):
+    status = fields.String(required=True)
+
+
+def meeting_body(record: dict[str, Any]) -> dict[str, Any]:
+    """The API's view of a stored booking record."""
+    meeting = record["meeting"]
+    return {
+        "bookingId": record["bookingId"],
+        "externalId": record["externalId"],
+        "organizerId": record["organizerId"],
+        "meetingId": meeting.get("id"),
+        "joinWebUrl": meeting.get("joinWebUrl"),
+        "subject": meeting.get("subject"),
+        "startDateTime": meeting.get("startDateTime"),
+        "endDateTime": meeting.get("endDateTime"),
+        "onlineMeeting": meeting,
+    }

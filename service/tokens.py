@@ -1,0 +1,148 @@
+"""App-only access tokens for Graph, from Entra ID through MSAL (client credentials).
+
+One ConfidentialClientApplication per process: MSAL caches the token in memory and hands
+it out until shortly before it expires, so most requests never reach Entra ID.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from pathlib import Path
+from typing import Any, NoReturn
+
+import msal
+import requests
+
+from service import metrics
+from service.config import Credential, Settings
+from service.errors import TokenRejected, TokenUnavailable
+
+logger = logging.getLogger(__name__)
+
+# Entra errors that mean "this app's configuration is wrong": retrying will not help, an
+# operator must act. Anything else (throttling, outages) is worth a retry by the caller.
+CONFIGURATION_ERRORS = {
+    "invalid_client",
+    "unauthorized_client",
+    "invalid_scope",
+    "invalid_request",
+    "invalid_grant",
+}
+PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+PEM_PRIVATE_KEY = re.compile(
+    r"-----BEGIN (?:RSA |EC |ENCRYPTED )?PRIVATE KEY-----.+?"
+    r"-----END (?:RSA |EC |ENCRYPTED )?PRIVATE KEY-----",
+    re.DOTALL,
+)
+RETRY_AFTER_TOKEN = 5.0
+
+
+def msal_credential(credential: Credential) -> Any:
+    """The `client_credential` argument MSAL expects for our kind of credential."""
+    if credential.client_secret is not None:
+        return credential.client_secret
+    if credential.certificate_path is not None:
+        pem = credential.certificate_path.read_text(encoding="ascii")
+        key, cert = PEM_PRIVATE_KEY.search(pem), PEM_CERTIFICATE.search(pem)
+        if key is None or cert is None:
+            raise ValueError(
+                f"{credential.certificate_path} must hold a PEM private key and certificate"
+            )
+        # With the certificate, MSAL computes the thumbprint itself.
+        return {"private_key": key.group(0), "public_certificate": cert.group(0)}
+    token_file: Path = credential.federated_token_file  # type: ignore[assignment]
+
+    # Re-read on every use: Kubernetes rotates the projected service-account token file.
+    def assertion() -> str:
+        return token_file.read_text(encoding="utf-8").strip()
+
+    return {"client_assertion": assertion}
+
+
+class TokenProvider:
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        authority: str,
+        credential: Credential,
+        scope: str,
+        session: requests.Session,
+    ) -> None:
+        self.client_id = client_id
+        self.authority = authority
+        # Read now, so an unreadable certificate stops the start instead of every request.
+        self.client_credential = msal_credential(credential)
+        self.scopes = [scope]
+        self.session = session
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, session: requests.Session) -> TokenProvider:
+        return cls(
+            client_id=settings.client_id,
+            authority=settings.authority,
+            credential=settings.credential,
+            scope=settings.graph_scope,
+            session=session,
+        )
+
+    def _application(self) -> msal.ConfidentialClientApplication:
+        # Built on first use, not at import: MSAL fetches the tenant's OpenID configuration
+        # in its constructor, and a worker must be able to start while Entra ID is away.
+        with self._lock:
+            if self._app is None:
+                self._app = msal.ConfidentialClientApplication(
+                    self.client_id,
+                    authority=self.authority,
+                    client_credential=self.client_credential,
+                    http_client=self.session,
+                    # Our authority is known; instance discovery would be one more round
+                    # trip, and it fails for hosts Microsoft does not list (the emulator).
+                    instance_discovery=False,
+                )
+            return self._app
+
+    def token(self) -> str:
+        try:
+            result = self._application().acquire_token_for_client(scopes=self.scopes)
+        except msal.exceptions.MsalServiceError as error:  # Entra answered 5xx
+            self._fail("server_error", f"the identity provider failed: {error}")
+        except requests.RequestException as error:  # refused, reset or timed out
+            self._fail(
+                "unreachable", f"the identity provider is unreachable: {type(error).__name__}"
+            )
+        except ValueError as error:
+            # MSAL raises ValueError when it cannot read the tenant's OpenID configuration.
+            self._fail("discovery", f"the identity provider's configuration failed: {error}")
+        if "access_token" in result:
+            metrics.tokens.labels(source=result.get("token_source", "identity_provider")).inc()
+            return str(result["access_token"])
+        error_code = str(result.get("error"))
+        description = str(result.get("error_description", "")).split("\r\n")[0]
+        codes = [int(code) for code in result.get("error_codes", []) if isinstance(code, int)]
+        if error_code in CONFIGURATION_ERRORS:
+            metrics.token_failures.labels(reason="rejected").inc()
+            logger.error("token request rejected: %s %s", error_code, description)
+            raise TokenRejected(
+                f"Entra ID rejected this app's credentials ({error_code}: {description}). "
+                "Check AZURE_TENANT_ID, AZURE_CLIENT_ID and the configured credential.",
+                error_code,
+                codes,
+            )
+        self._fail(error_code, f"the identity provider answered {error_code}: {description}")
+
+    def _fail(self, reason: str, detail: str) -> NoReturn:
+        metrics.token_failures.labels(reason=reason).inc()
+        logger.warning("token acquisition failed: %s", detail)
+        raise TokenUnavailable(f"Could not get a Graph token: {detail}", RETRY_AFTER_TOKEN)
+
+    def invalidate(self) -> None:
+        """Forget cached tokens, after Graph said the one we used is no longer valid."""
+        with self._lock:
+            app = self._app
+        if app is not None:
+            app.remove_tokens_for_client()

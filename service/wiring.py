@@ -1,0 +1,42 @@
+"""The per-process collaborators, built once by the app factory and kept on the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from service.config import Settings
+from service.graph import GraphClient
+from service.http import build_session
+from service.provisioning import Provisioner
+from service.store import BookingStore
+from service.tokens import TokenProvider
+
+EXTENSION = "meeting-provisioning"
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    store: BookingStore
+    tokens: TokenProvider
+    graph: GraphClient
+    provisioner: Provisioner
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        session = build_session(
+            settings.graph_ca_bundle,
+            default_timeout=(settings.graph_connect_timeout, settings.token_timeout),
+        )
+        store = BookingStore.from_settings(settings)
+        tokens = TokenProvider.from_settings(settings, session)
+        graph = GraphClient.from_settings(settings, session, tokens)
+        provisioner = Provisioner.from_settings(settings, store, graph)
+        return cls(settings, store, tokens, graph, provisioner)
+
+
+def services() -> Services:
+    found: Services = current_app.extensions[EXTENSION]
+    return found

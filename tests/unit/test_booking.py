@@ -1,0 +1,99 @@
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from service.booking import (
+    Attendee,
+    BookingRequest,
+    differing_fields,
+    external_id,
+    graph_time,
+)
+
+NS = uuid.UUID("6f1c1d0e-3a51-4f0c-9d7e-4b1f6f0d2a11")
+ORGANIZER = "8B081EF6-4792-4DEF-B2C9-C363A1BF41D5"
+
+
+def test_external_id_is_uuid5_of_caller_and_booking():
+    expected = str(uuid.uuid5(NS, "booking-eu:room-1"))
+    assert external_id(NS, "booking-eu", "room-1") == expected
+    assert external_id(NS, "booking-eu", "room-1") == expected  # deterministic
+
+
+def test_external_id_differs_per_caller_booking_and_namespace():
+    ids = {
+        external_id(NS, "booking-eu", "room-1"),
+        external_id(NS, "booking-us", "room-1"),
+        external_id(NS, "booking-eu", "room-2"),
+        external_id(uuid.uuid4(), "booking-eu", "room-1"),
+    }
+    assert len(ids) == 4
+
+
+def test_external_id_cannot_collide_through_colons_in_booking_ids():
+    # caller ids cannot contain ':', so "a" + "b:c" differs from any other split
+    assert external_id(NS, "a", "b:c") != external_id(NS, "a.b", "c")
+
+
+def test_graph_time_is_utc_with_seven_fraction_digits():
+    moment = datetime(2026, 11, 23, 9, 0, 0, 123456, tzinfo=timezone(timedelta(hours=1)))
+    assert graph_time(moment) == "2026-11-23T08:00:00.1234560Z"
+
+
+def test_requests_that_mean_the_same_meeting_have_the_same_fingerprint():
+    paris = timezone(timedelta(hours=1))
+    one = BookingRequest.create(
+        booking_id="b",
+        organizer_id=ORGANIZER,
+        start=datetime(2026, 11, 23, 10, tzinfo=paris),
+        attendees=[
+            Attendee(upn="Bob@Contoso.com", user_id=None, role="attendee"),
+            Attendee(upn=None, user_id="AAAAAAAA-0000-0000-0000-000000000001", role="presenter"),
+        ],
+    )
+    two = BookingRequest.create(
+        booking_id="b",
+        organizer_id=ORGANIZER.lower(),
+        start=datetime(2026, 11, 23, 9, tzinfo=timezone.utc),
+        attendees=[
+            Attendee(upn=None, user_id="aaaaaaaa-0000-0000-0000-000000000001", role="presenter"),
+            Attendee(upn="bob@contoso.com", user_id=None, role="attendee"),
+        ],
+    )
+    assert one.fingerprint() == two.fingerprint()
+    assert differing_fields(one.fingerprint(), two.fingerprint()) == []
+
+
+def test_differing_fields_names_each_difference_in_a_stable_order():
+    base = BookingRequest.create(booking_id="b", organizer_id=ORGANIZER, subject="Standup")
+    other = BookingRequest.create(
+        booking_id="b",
+        organizer_id=str(uuid.uuid4()),
+        subject="Retro",
+        start=datetime(2026, 11, 23, 9, tzinfo=timezone.utc),
+    )
+    assert differing_fields(base.fingerprint(), other.fingerprint()) == [
+        "organizerId",
+        "subject",
+        "startDateTime",
+    ]
+
+
+def test_graph_body_leaves_out_what_was_not_given_so_graph_defaults_apply():
+    request = BookingRequest.create(booking_id="b", organizer_id=ORGANIZER)
+    assert request.graph_body("ext") == {"externalId": "ext"}
+
+
+def test_graph_body_carries_participants_in_graph_shape():
+    request = BookingRequest.create(
+        booking_id="b",
+        organizer_id=ORGANIZER,
+        subject="Review",
+        attendees=[Attendee(upn="ada@contoso.com", user_id="ID-1", role="presenter")],
+    )
+    body = request.graph_body("ext")
+    assert body["subject"] == "Review"
+    assert body["participants"] == {
+        "attendees": [
+            {"role": "presenter", "upn": "ada@contoso.com", "identity": {"user": {"id": "id-1"}}}
+        ]
+    }

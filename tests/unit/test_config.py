@@ -1,0 +1,103 @@
+import hashlib
+import json
+
+import pytest
+
+from service.config import ConfigError, Settings
+
+TENANT = "11111111-2222-3333-4444-555555555555"
+CLIENT = "66666666-7777-8888-9999-000000000000"
+
+
+@pytest.fixture
+def env(tmp_path):
+    clients = tmp_path / "clients.json"
+    key = hashlib.sha256(b"k").hexdigest()
+    clients.write_text(json.dumps({"clients": [{"id": "a", "keySha256": key, "organizers": ["*"]}]}))
+    return {
+        "AZURE_TENANT_ID": TENANT,
+        "AZURE_CLIENT_ID": CLIENT,
+        "AZURE_CLIENT_SECRET": "s3cret-value",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "CLIENTS_FILE": str(clients),
+    }
+
+
+def test_defaults_follow_the_global_cloud(env):
+    settings = Settings.from_env(env)
+    assert settings.authority == f"https://login.microsoftonline.com/{TENANT}"
+    assert settings.graph_base_url == "https://graph.microsoft.com"
+    assert settings.graph_scope == "https://graph.microsoft.com/.default"
+    assert settings.graph_api_version == "v1.0"
+    assert settings.credential.kind == "secret"
+    assert settings.booking_ttl_seconds == 30 * 24 * 3600
+    assert settings.max_body_bytes == 64 * 1024
+
+
+@pytest.mark.parametrize(
+    ("cloud", "authority_host", "graph_root"),
+    [
+        ("usgov", "https://login.microsoftonline.us", "https://graph.microsoft.us"),
+        ("dod", "https://login.microsoftonline.us", "https://dod-graph.microsoft.us"),
+        ("china", "https://login.chinacloudapi.cn", "https://microsoftgraph.chinacloudapi.cn"),
+    ],
+)
+def test_national_clouds_set_authority_graph_root_and_scope(env, cloud, authority_host, graph_root):
+    settings = Settings.from_env({**env, "GRAPH_CLOUD": cloud})
+    assert settings.authority_host == authority_host
+    assert settings.graph_base_url == graph_root
+    assert settings.graph_scope == f"{graph_root}/.default"
+
+
+def test_explicit_urls_override_the_cloud(env):
+    settings = Settings.from_env(
+        {**env, "AZURE_AUTHORITY_HOST": "https://127.0.0.1:9443/", "GRAPH_BASE_URL": "https://127.0.0.1:9443"}
+    )
+    assert settings.authority == f"https://127.0.0.1:9443/{TENANT}"
+    assert settings.graph_scope == "https://127.0.0.1:9443/.default"
+
+
+def test_every_problem_is_listed_in_one_error():
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"GRAPH_CLOUD": "mars", "GRAPH_API_VERSION": "v2", "GRAPH_BASE_URL": "http://x"})
+    message = str(raised.value)
+    for expected in (
+        "AZURE_TENANT_ID is required",
+        "AZURE_CLIENT_ID is required",
+        "set exactly one of AZURE_CLIENT_SECRET",
+        "REDIS_URL is required",
+        "CLIENTS_FILE is required",
+        "GRAPH_CLOUD='mars'",
+        "GRAPH_API_VERSION='v2'",
+        "GRAPH_BASE_URL='http://x' must be an https:// URL",
+    ):
+        assert expected in message
+
+
+def test_two_credentials_are_refused(env, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("x")
+    with pytest.raises(ConfigError, match="exactly one"):
+        Settings.from_env({**env, "AZURE_FEDERATED_TOKEN_FILE": str(token)})
+
+
+def test_beta_is_refused_outside_the_global_cloud(env):
+    with pytest.raises(ConfigError, match="beta is not available in the usgov cloud"):
+        Settings.from_env({**env, "GRAPH_CLOUD": "usgov", "GRAPH_API_VERSION": "beta"})
+
+
+def test_budgets_must_fit_inside_the_worker_timeout_and_lock(env):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**env, "GRAPH_BUDGET_SECONDS": "50", "GUNICORN_TIMEOUT": "30"})
+    assert "LOCK_TTL_SECONDS" in str(raised.value)
+    assert "GUNICORN_TIMEOUT (30) must exceed" in str(raised.value)
+
+
+def test_default_budgets_are_ordered(env):
+    s = Settings.from_env(env)
+    assert s.lock_ttl > s.token_timeout + s.graph_budget
+    assert s.worker_timeout > s.single_flight_wait + s.token_timeout + s.graph_budget
+
+
+def test_the_secret_never_appears_in_the_settings_repr(env):
+    assert "s3cret-value" not in repr(Settings.from_env(env))
