@@ -85,7 +85,9 @@ class Settings:
 
     @property
     def graph_scope(self) -> str:
-        return f"{self.graph_base_url}/.default"
+        # The token's audience is the cloud's Graph, even when GRAPH_BASE_URL points at a
+        # proxy or the emulator: tokens are minted for a cloud, not for a host name.
+        return f"{self.cloud.graph_root}/.default"
 
     @property
     def beta(self) -> bool:

@@ -14,6 +14,9 @@ NOW = datetime(2026, 11, 21, 9, 0, 0, tzinfo=UTC)
     [
         ("7", 7.0),
         (" 0 ", 0.0),
+        ("2.128", 2.128),
+        ("nan", None),
+        ("inf", None),
         (format_datetime(NOW + timedelta(seconds=30), usegmt=True), 30.0),
         (format_datetime(NOW - timedelta(seconds=30), usegmt=True), 0.0),  # already past
         ("Sat, 21 Nov 2026 09:00:12 GMT", 12.0),

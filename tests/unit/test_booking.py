@@ -1,5 +1,5 @@
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from service.booking import (
     Attendee,
@@ -53,7 +53,7 @@ def test_requests_that_mean_the_same_meeting_have_the_same_fingerprint():
     two = BookingRequest.create(
         booking_id="b",
         organizer_id=ORGANIZER.lower(),
-        start=datetime(2026, 11, 23, 9, tzinfo=timezone.utc),
+        start=datetime(2026, 11, 23, 9, tzinfo=UTC),
         attendees=[
             Attendee(upn=None, user_id="aaaaaaaa-0000-0000-0000-000000000001", role="presenter"),
             Attendee(upn="bob@contoso.com", user_id=None, role="attendee"),
@@ -69,7 +69,7 @@ def test_differing_fields_names_each_difference_in_a_stable_order():
         booking_id="b",
         organizer_id=str(uuid.uuid4()),
         subject="Retro",
-        start=datetime(2026, 11, 23, 9, tzinfo=timezone.utc),
+        start=datetime(2026, 11, 23, 9, tzinfo=UTC),
     )
     assert differing_fields(base.fingerprint(), other.fingerprint()) == [
         "organizerId",

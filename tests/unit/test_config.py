@@ -13,7 +13,9 @@ CLIENT = "66666666-7777-8888-9999-000000000000"
 def env(tmp_path):
     clients = tmp_path / "clients.json"
     key = hashlib.sha256(b"k").hexdigest()
-    clients.write_text(json.dumps({"clients": [{"id": "a", "keySha256": key, "organizers": ["*"]}]}))
+    clients.write_text(
+        json.dumps({"clients": [{"id": "a", "keySha256": key, "organizers": ["*"]}]})
+    )
     return {
         "AZURE_TENANT_ID": TENANT,
         "AZURE_CLIENT_ID": CLIENT,
@@ -51,15 +53,22 @@ def test_national_clouds_set_authority_graph_root_and_scope(env, cloud, authorit
 
 def test_explicit_urls_override_the_cloud(env):
     settings = Settings.from_env(
-        {**env, "AZURE_AUTHORITY_HOST": "https://127.0.0.1:9443/", "GRAPH_BASE_URL": "https://127.0.0.1:9443"}
+        {
+            **env,
+            "AZURE_AUTHORITY_HOST": "https://127.0.0.1:9443/",
+            "GRAPH_BASE_URL": "https://127.0.0.1:9443",
+        }
     )
     assert settings.authority == f"https://127.0.0.1:9443/{TENANT}"
-    assert settings.graph_scope == "https://127.0.0.1:9443/.default"
+    assert settings.graph_base_url == "https://127.0.0.1:9443"
+    assert settings.graph_scope == "https://graph.microsoft.com/.default"  # still the cloud's
 
 
 def test_every_problem_is_listed_in_one_error():
     with pytest.raises(ConfigError) as raised:
-        Settings.from_env({"GRAPH_CLOUD": "mars", "GRAPH_API_VERSION": "v2", "GRAPH_BASE_URL": "http://x"})
+        Settings.from_env(
+            {"GRAPH_CLOUD": "mars", "GRAPH_API_VERSION": "v2", "GRAPH_BASE_URL": "http://x"}
+        )
     message = str(raised.value)
     for expected in (
         "AZURE_TENANT_ID is required",

@@ -26,7 +26,9 @@ def test_a_minimal_booking_loads():
 
 
 def test_times_keep_their_instant_and_graph_precision_is_accepted():
-    booking = load(startDateTime="2026-11-23T10:00:00+01:00", endDateTime="2026-11-23T09:30:00.1234567Z")
+    booking = load(
+        startDateTime="2026-11-23T10:00:00+01:00", endDateTime="2026-11-23T09:30:00.1234567Z"
+    )
     assert booking.start.isoformat() == "2026-11-23T09:00:00+00:00"
     assert booking.end.isoformat() == "2026-11-23T09:30:00.123456+00:00"
 

@@ -1,0 +1,10 @@
+"""A local emulator of Entra ID and Microsoft Graph onlineMeetings/createOrGet.
+
+Run it with ``python -m service.emulator --config FILE --state-dir DIR``; build it in
+process with ``create_app``. See ``__main__`` for the command line, ``admin`` for the
+fault-injection API, and ``config`` for the configuration file.
+"""
+
+from .app import create_app
+
+__all__ = ["create_app"]

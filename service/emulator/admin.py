@@ -1,0 +1,137 @@
+"""The admin API under /_emulator/: fault injection, rate limits, users, stats, reset.
+
+No authentication; it answers loopback clients only, so an emulator bound to a wider
+address still cannot be reconfigured from elsewhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from flask import Blueprint, Response, abort, jsonify, request
+
+from .directory import UnknownTenant
+from .faults import FaultSpecError
+from .state import current_state
+
+bp = Blueprint("admin", __name__, url_prefix="/_emulator")
+
+
+@bp.before_request
+def _loopback_only() -> None:
+    try:
+        loopback = ipaddress.ip_address(request.remote_addr or "").is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        abort(403)
+
+
+@bp.get("/health")
+def health() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@bp.post("/faults")
+def add_fault() -> tuple[Response, int]:
+    """Body: {"target", "status", "retryAfter", "latencyMs", "count", "errorCode",
+    "message", "reset", "afterProcessing", "organizerId"} -> 201 {"id": n}."""
+    try:
+        fault_id = current_state().faults.add(_json_object())
+    except FaultSpecError as exc:
+        return _bad_request(str(exc))
+    return jsonify({"id": fault_id}), 201
+
+
+@bp.delete("/faults")
+def clear_faults() -> tuple[str, int]:
+    """Remove every fault and rate limit."""
+    current_state().faults.clear()
+    return "", 204
+
+
+@bp.post("/rate-limit")
+def rate_limit() -> tuple[Response, int]:
+    """Body: {"target": "createOrGet", "perSecond": 10}; perSecond null removes it."""
+    body = _json_object()
+    target, per_second = body.get("target", "createOrGet"), body.get("perSecond")
+    try:
+        current_state().faults.set_rate_limit(target, per_second)
+    except FaultSpecError as exc:
+        return _bad_request(str(exc))
+    return jsonify({"target": target, "perSecond": per_second}), 200
+
+
+@bp.post("/revoke-tokens")
+def revoke_tokens() -> tuple[str, int]:
+    """Every access token issued so far gets 401 from Graph."""
+    current_state().tokens.revoke_all()
+    return "", 204
+
+
+@bp.post("/reset")
+def reset() -> tuple[str, int]:
+    """Forget meetings, stats, faults and rate limits."""
+    current_state().reset()
+    return "", 204
+
+
+@bp.post("/users")
+def set_user() -> tuple[Response, int]:
+    """Body: {"tenantId", "id", "accessPolicy"?, "displayName"?, "upn"?}: add or update."""
+    body = _json_object()
+    tenant_id, user_id = body.get("tenantId"), body.get("id")
+    if not isinstance(tenant_id, str) or not isinstance(user_id, str) or not user_id:
+        return _bad_request("tenantId and id are required strings")
+    policy = body.get("accessPolicy")
+    if policy is not None and not isinstance(policy, bool):
+        return _bad_request("accessPolicy must be true or false")
+    try:
+        user = current_state().directory.set_user(
+            tenant_id,
+            user_id,
+            access_policy=policy,
+            display_name=_optional_str(body, "displayName"),
+            upn=_optional_str(body, "upn"),
+        )
+    except UnknownTenant:
+        return _bad_request(f"unknown tenant {tenant_id}")
+    return jsonify(
+        {
+            "tenantId": tenant_id.lower(),
+            "id": user.id,
+            "displayName": user.display_name,
+            "upn": user.upn,
+            "accessPolicy": user.access_policy,
+        }
+    ), 200
+
+
+@bp.get("/stats")
+def stats() -> Response:
+    """Calls per operation and status, token requests, meetings and recent requests."""
+    state = current_state()
+    snapshot = state.stats.snapshot()
+    return jsonify(
+        {
+            "calls": snapshot["calls"],
+            "tokenRequests": snapshot["tokenRequests"],
+            "meetings": state.meetings.snapshot(),
+            "requests": snapshot["requests"],
+        }
+    )
+
+
+def _json_object() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    return body if isinstance(body, dict) else {}
+
+
+def _optional_str(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _bad_request(message: str) -> tuple[Response, int]:
+    return jsonify({"error": message}), 400

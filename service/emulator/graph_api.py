@@ -1,0 +1,125 @@
+"""The emulated Graph endpoints: createOrGet and GET of one meeting, under /v1.0 and /beta.
+
+Checks run in this order: bearer token (401), user exists (404), application access
+policy (403), body against the contract (400), times (400); then the meeting is
+created (201) or the existing one returned unchanged (200).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from . import schema, times
+from .config import Tenant, User
+from .errors import GraphError
+from .meeting_builder import new_meeting
+from .meetings import Meeting, MeetingKey
+from .state import current_state
+from .tokens import TokenRejected
+
+bp = Blueprint("graph", __name__)
+
+_VERSION = "/<any('v1.0', beta):version>"
+_MEETINGS = _VERSION + "/users/<user_id>/onlineMeetings"
+ODATA_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;charset=utf-8"
+NO_POLICY = "No application access policy found for this app."
+
+
+@bp.post(_MEETINGS + "/createOrGet")
+@bp.post(_MEETINGS + "/microsoft.graph.createOrGet")
+def create_or_get(version: str, user_id: str) -> Response:
+    """POST /{version}/users/{userId}/onlineMeetings/createOrGet."""
+    state = current_state()
+    tenant, user = _authorized_organizer(user_id)
+    body = _json_body()
+    problem = schema.request_problem(body, version)
+    if problem:
+        raise GraphError(400, "BadRequest", problem)
+    start, end = _meeting_times(body)
+    meeting, created = state.meetings.create_or_get(
+        MeetingKey(tenant.id, user.id, body["externalId"]),
+        lambda: new_meeting(
+            tenant_id=tenant.id,
+            organizer=user,
+            body=body,
+            start=start,
+            end=end,
+            audience=state.audience,
+        ),
+    )
+    return _meeting_response(meeting, version, user_id, 201 if created else 200)
+
+
+@bp.get(_MEETINGS + "/<meeting_id>")
+def get_meeting(version: str, user_id: str, meeting_id: str) -> Response:
+    """GET /{version}/users/{userId}/onlineMeetings/{meetingId}."""
+    tenant, user = _authorized_organizer(user_id)
+    meeting = current_state().meetings.get(tenant.id, user.id, meeting_id)
+    if meeting is None:
+        raise GraphError(
+            404, "ErrorItemNotFound", "The specified object was not found in the store."
+        )
+    return _meeting_response(meeting, version, user_id, 200)
+
+
+def _authorized_organizer(user_id: str) -> tuple[Tenant, User]:
+    state = current_state()
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty.")
+    try:
+        claims = state.tokens.check(token.strip())
+    except TokenRejected as exc:
+        raise GraphError(401, "InvalidAuthenticationToken", str(exc)) from exc
+    tenant = state.directory.tenant(claims.tenant_id)
+    if tenant is None:
+        raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure.")
+    user = state.directory.user(tenant, user_id)
+    if user is None:
+        raise GraphError(
+            404, "ErrorItemNotFound", f"The user '{user_id}' could not be found in the tenant."
+        )
+    if not state.directory.has_access_policy(tenant, user):
+        raise GraphError(403, "General", NO_POLICY)
+    return tenant, user
+
+
+def _json_body() -> Any:
+    body = request.get_json(silent=True) if request.is_json else None
+    if body is None:
+        raise GraphError(
+            400, "BadRequest",
+            "Unable to read JSON request payload. Please ensure Content-Type header is set and"
+            " payload is of valid JSON format.",
+        )  # fmt: skip
+    return body
+
+
+def _meeting_times(body: dict[str, Any]) -> tuple[int, int]:
+    """Graph's defaults: no times = now for 1 h; start only = 1 h; end needs a start."""
+    start_text, end_text = body.get("startDateTime"), body.get("endDateTime")
+    if end_text and not start_text:
+        raise GraphError(
+            400, "BadRequest", "startDateTime is required when endDateTime is specified."
+        )
+    try:
+        start = times.parse(start_text) if start_text else times.now_ticks()
+        end = times.parse(end_text) if end_text else start + times.ONE_HOUR
+    except ValueError as exc:  # matches the contract's pattern but is no real date
+        raise GraphError(400, "BadRequest", str(exc)) from exc
+    if end < start:
+        raise GraphError(400, "BadRequest", "endDateTime must not be earlier than startDateTime.")
+    return start, end
+
+
+def _meeting_response(meeting: Meeting, version: str, user_id: str, status: int) -> Response:
+    context = (
+        f"{current_state().audience}/{version}/$metadata#users('{user_id}')/onlineMeetings/$entity"
+    )
+    response = jsonify({"@odata.context": context, **meeting})
+    response.status_code = status
+    response.content_type = ODATA_JSON
+    return response

@@ -1,0 +1,499 @@
+"""Start the Graph emulator as a real process and drive its admin API from tests.
+
+Typical use::
+
+    setup = default_config(tmp_path)
+    with start_emulator(tmp_path, setup.config) as emulator:
+        ...  # point MSAL at emulator.authority_host, Graph at emulator.base_url,
+        ...  # trust emulator.ca_bundle
+        emulator.add_fault(target="createOrGet", status=429, retryAfter="2", count=1)
+        assert emulator.meetings_for(external_id) == {"created": 1, "calls": 2}
+
+API (kept small and stable):
+
+- ``free_port() -> int``
+- ``start_emulator(tmp_path, config, graph_audience=..., *, timeout=15.0) -> EmulatorHandle``
+- ``EmulatorHandle``: ``base_url``, ``authority_host``, ``ca_bundle``, ``port``, ``pid``,
+  ``graph_audience``, ``state_dir``; ``stats()``, ``add_fault(**fault) -> int``,
+  ``clear_faults()``, ``rate_limit(target, per_second)``, ``revoke_tokens()``, ``reset()``,
+  ``set_user(tenant_id, user_id, *, access_policy=None, display_name=None, upn=None)``,
+  ``meetings_for(external_id)``, ``requests_for(external_id)``,
+  ``get_token(tenant_id, client_id, client_secret)``, ``session()``, ``log()``, ``stop()``;
+  a context manager that stops the process on exit.
+- ``TrustingSession(ca_bundle)``: a requests.Session that always verifies with that CA
+  (for MSAL's ``http_client``).
+- ``make_certificate_credential(tmp_path) -> (pem_path, cert_pem)``
+- ``make_federated_issuer(tmp_path) -> FederatedIssuer``
+- ``default_config(tmp_path, ...) -> EmulatorSetup`` (``.config`` is the dict to start with)
+
+Certificate-verification note: this machine sets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE, and
+requests lets those override a Session's ``verify`` attribute. So every call here passes
+``verify=`` itself (a per-request argument wins), and TrustingSession forces it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import jwt
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_AUDIENCE = "https://graph.microsoft.com"
+FEDERATED_AUDIENCE = "api://AzureADTokenExchange"
+ADMIN_TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class TrustingSession(requests.Session):
+    """A Session that verifies TLS with ``ca_bundle``, whatever the environment says.
+
+    requests would otherwise let REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace the
+    Session's ``verify`` (it only yields to a per-request ``verify=``), and MSAL calls
+    its ``http_client`` without one.
+    """
+
+    def __init__(self, ca_bundle: str | Path) -> None:
+        super().__init__()
+        self.ca_bundle = str(ca_bundle)
+        self.verify = self.ca_bundle
+
+    def merge_environment_settings(  # the stubs' parameter types are private
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        settings["verify"] = self.ca_bundle
+        return settings
+
+
+@dataclass
+class EmulatorHandle:
+    """A running emulator process and helpers for its admin API."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    authority_host: str
+    ca_bundle: str
+    port: int
+    pid: int
+    graph_audience: str
+    state_dir: Path
+    log_path: Path
+
+    def __enter__(self) -> EmulatorHandle:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- admin API -----------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """GET /_emulator/stats: {"calls", "tokenRequests", "meetings", "requests"}."""
+        result: dict[str, Any] = self._admin("GET", "stats").json()
+        return result
+
+    def add_fault(self, **fault: Any) -> int:
+        """POST /_emulator/faults, e.g. ``add_fault(target="createOrGet", status=503)``.
+
+        Keys: target, status, retryAfter, latencyMs, count, errorCode, message, reset,
+        afterProcessing, organizerId. Returns the fault id.
+        """
+        return int(self._admin("POST", "faults", fault).json()["id"])
+
+    def clear_faults(self) -> None:
+        """DELETE /_emulator/faults: removes faults and rate limits."""
+        self._admin("DELETE", "faults")
+
+    def rate_limit(self, target: str, per_second: int | None) -> None:
+        """POST /_emulator/rate-limit; ``per_second=None`` removes the limit."""
+        self._admin("POST", "rate-limit", {"target": target, "perSecond": per_second})
+
+    def revoke_tokens(self) -> None:
+        """Every access token issued so far gets 401 from Graph."""
+        self._admin("POST", "revoke-tokens")
+
+    def reset(self) -> None:
+        """Forget meetings, stats, faults and rate limits."""
+        self._admin("POST", "reset")
+
+    def set_user(
+        self,
+        tenant_id: str,
+        user_id: str,
+        *,
+        access_policy: bool | None = None,
+        display_name: str | None = None,
+        upn: str | None = None,
+    ) -> dict[str, Any]:
+        """Add a user or change it (e.g. grant or revoke its application access policy)."""
+        body: dict[str, Any] = {"tenantId": tenant_id, "id": user_id}
+        for key, value in (
+            ("accessPolicy", access_policy),
+            ("displayName", display_name),
+            ("upn", upn),
+        ):
+            if value is not None:
+                body[key] = value
+        result: dict[str, Any] = self._admin("POST", "users", body).json()
+        return result
+
+    def meetings_for(self, external_id: str) -> dict[str, int]:
+        """``{"created": n, "calls": n}`` for an externalId, over all users.
+
+        ``created`` counts meetings created (201s); ``calls`` counts every createOrGet
+        request the emulator received with that externalId, whatever its outcome.
+        """
+        stats = self.stats()
+        created = sum(m["created"] for m in stats["meetings"] if m["externalId"] == external_id)
+        return {"created": created, "calls": len(self._requests_for(stats, external_id))}
+
+    def requests_for(self, external_id: str) -> list[dict[str, Any]]:
+        """The recorded createOrGet requests (oldest first) whose body had this externalId."""
+        return self._requests_for(self.stats(), external_id)
+
+    @staticmethod
+    def _requests_for(stats: dict[str, Any], external_id: str) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in stats["requests"]
+            if r["operation"] == "createOrGet"
+            and isinstance(r.get("body"), dict)
+            and r["body"].get("externalId") == external_id
+        ]
+
+    # --- convenience ---------------------------------------------------------------
+
+    def session(self) -> TrustingSession:
+        """A new Session that trusts this emulator's CA (one per thread)."""
+        return TrustingSession(self.ca_bundle)
+
+    def get_token(
+        self, tenant_id: str, client_id: str, client_secret: str, scope: str | None = None
+    ) -> str:
+        """An access token by client secret, without MSAL (for tests of Graph itself)."""
+        with self.session() as http:
+            response = http.post(
+                f"{self.authority_host}/{tenant_id}/oauth2/v2.0/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": client_id,
+                    "client_secret": client_secret,
+                    "scope": scope or f"{self.graph_audience}/.default",
+                },
+                timeout=ADMIN_TIMEOUT,
+            )
+        response.raise_for_status()
+        return str(response.json()["access_token"])
+
+    def log(self) -> str:
+        """Everything the emulator wrote to stderr (one line per request)."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, wait, then SIGKILL if it does not stop. Returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+    def _admin(self, method: str, path: str, body: Any = None) -> requests.Response:
+        with requests.Session() as http:
+            # No proxies or CA bundles from the environment: this is a loopback call.
+            http.trust_env = False
+            response = http.request(
+                method,
+                f"{self.base_url}/_emulator/{path}",
+                json=body,
+                verify=self.ca_bundle,
+                timeout=ADMIN_TIMEOUT,
+            )
+        if response.status_code >= 400:
+            raise AssertionError(
+                f"emulator admin {method} {path} -> {response.status_code}: {response.text}"
+            )
+        return response
+
+
+def start_emulator(
+    tmp_path: Path,
+    config: Mapping[str, Any],
+    graph_audience: str = DEFAULT_AUDIENCE,
+    *,
+    timeout: float = 15.0,
+) -> EmulatorHandle:
+    """Start ``python -m service.emulator`` with ``config``; return once it listens.
+
+    Files go to a new directory under ``tmp_path`` (config, state dir with ca.pem and
+    emulator.json, emulator.log). Raises RuntimeError with the emulator's output if it
+    exits or does not announce itself within ``timeout`` seconds.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="graph-emulator-", dir=tmp_path))
+    config_path = directory / "config.json"
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    state_dir = directory / "state"
+    log_path = directory / "emulator.log"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "service.emulator",
+                "--config", str(config_path),
+                "--host", "127.0.0.1",
+                "--port", "0",
+                "--state-dir", str(state_dir),
+                "--graph-audience", graph_audience,
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    ready_file = state_dir / "emulator.json"
+    deadline = time.monotonic() + timeout
+    while not ready_file.exists():
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"the Graph emulator exited with {process.returncode}:\n{_read(log_path)}"
+            )
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait(5)
+            raise RuntimeError(
+                f"the Graph emulator did not start within {timeout} s:\n{_read(log_path)}"
+            )
+        time.sleep(0.05)
+    ready = json.loads(ready_file.read_text(encoding="utf-8"))
+    return EmulatorHandle(
+        process=process,
+        base_url=ready["baseUrl"],
+        authority_host=ready["authorityHost"],
+        ca_bundle=ready["caBundle"],
+        port=ready["port"],
+        pid=ready["pid"],
+        graph_audience=graph_audience.rstrip("/"),
+        state_dir=state_dir,
+        log_path=log_path,
+    )
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else "(no output)"
+
+
+# --- credentials ---------------------------------------------------------------------
+
+
+def _new_rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def make_certificate_credential(tmp_path: Path) -> tuple[Path, str]:
+    """A self-signed RSA certificate for an app's certificate credential.
+
+    Returns (path of a PEM file holding the private key and the certificate, the
+    certificate PEM alone, which goes into the emulator config as ``certificatePem``).
+    """
+    key = _new_rsa_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "graph-emulator-test-app")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    cert_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+    path = Path(tempfile.mkdtemp(prefix="app-cert-", dir=tmp_path)) / "app-credential.pem"
+    path.write_text(key_pem + cert_pem, encoding="utf-8")
+    path.chmod(0o600)
+    return path, cert_pem
+
+
+@dataclass
+class FederatedIssuer:
+    """An OIDC issuer (like a Kubernetes cluster) whose tokens an app trusts."""
+
+    issuer: str
+    public_key_pem: str
+    _key: rsa.RSAPrivateKey = field(repr=False)
+    key_id: str = field(default_factory=lambda: secrets.token_hex(8))
+
+    def token(self, subject: str, audience: str = FEDERATED_AUDIENCE, lifetime: int = 3600) -> str:
+        """A signed RS256 JWT like a projected service-account token."""
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": [audience],
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+            "jti": str(uuid.uuid4()),
+        }
+        return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.key_id})
+
+    def write_token(
+        self, path: Path, subject: str, audience: str = FEDERATED_AUDIENCE, lifetime: int = 3600
+    ) -> str:
+        """Write a token to ``path`` (like AZURE_FEDERATED_TOKEN_FILE) and return it."""
+        token = self.token(subject, audience, lifetime)
+        path.write_text(token, encoding="utf-8")
+        return token
+
+
+def make_federated_issuer(tmp_path: Path) -> FederatedIssuer:
+    """A new issuer with its own RSA key; put ``issuer``/``public_key_pem`` in the config."""
+    del tmp_path  # the key lives in memory; the parameter keeps the call uniform
+    key = _new_rsa_key()
+    public_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    issuer = f"https://oidc.emulator.test/{uuid.uuid4()}/"
+    return FederatedIssuer(issuer=issuer, public_key_pem=public_pem, _key=key)
+
+
+@dataclass
+class EmulatorSetup:
+    """A config with one tenant and one app holding all three credential kinds."""
+
+    config: dict[str, Any]
+    tenant_id: str
+    client_id: str
+    client_secret: str
+    certificate_path: Path  # private key + certificate, PEM
+    certificate_pem: str
+    federated_issuer: FederatedIssuer
+    federated_subject: str
+    user_with_policy: str
+    user_without_policy: str
+    unknown_user: str  # a GUID that is not a user (unless any_user=True)
+
+    @property
+    def private_key_pem(self) -> str:
+        text = self.certificate_path.read_text(encoding="utf-8")
+        return text[: text.index("-----BEGIN CERTIFICATE-----")]
+
+    def msal_credential(self, kind: str) -> Any:
+        """The ``client_credential`` MSAL needs for "secret", "certificate" or "federated"."""
+        if kind == "secret":
+            return self.client_secret
+        if kind == "certificate":
+            return {"private_key": self.private_key_pem, "public_certificate": self.certificate_pem}
+        if kind == "federated":
+            return {"client_assertion": lambda: self.federated_issuer.token(self.federated_subject)}
+        raise ValueError(f"unknown credential kind {kind!r}")
+
+
+def default_config(
+    tmp_path: Path,
+    *,
+    any_user: bool = False,
+    global_access_policy: bool = False,
+    token_lifetime_seconds: int = 3600,
+) -> EmulatorSetup:
+    """A fresh tenant, app (secret + certificate + federated) and users, with new secrets."""
+    tenant_id, client_id = str(uuid.uuid4()), str(uuid.uuid4())
+    client_secret = secrets.token_urlsafe(32)
+    certificate_path, certificate_pem = make_certificate_credential(tmp_path)
+    issuer = make_federated_issuer(tmp_path)
+    subject = "system:serviceaccount:meetings:provisioning"
+    with_policy, without_policy = str(uuid.uuid4()), str(uuid.uuid4())
+    config = {
+        "tenants": [
+            {
+                "id": tenant_id,
+                "apps": [
+                    {
+                        "clientId": client_id,
+                        "clientSecret": client_secret,
+                        "certificatePem": certificate_pem,
+                        "federated": [
+                            {
+                                "issuer": issuer.issuer,
+                                "subject": subject,
+                                "audience": FEDERATED_AUDIENCE,
+                                "publicKeyPem": issuer.public_key_pem,
+                            }
+                        ],
+                    }
+                ],
+                "users": [
+                    {
+                        "id": with_policy,
+                        "displayName": "Ada Organizer",
+                        "upn": "ada@contoso.example",
+                        "accessPolicy": True,
+                    },
+                    {
+                        "id": without_policy,
+                        "displayName": "Bob NoPolicy",
+                        "upn": "bob@contoso.example",
+                        "accessPolicy": False,
+                    },
+                ],
+                "anyUser": any_user,
+                "globalAccessPolicy": global_access_policy,
+            }
+        ],
+        "tokenLifetimeSeconds": token_lifetime_seconds,
+    }
+    return EmulatorSetup(
+        config=config,
+        tenant_id=tenant_id,
+        client_id=client_id,
+        client_secret=client_secret,
+        certificate_path=certificate_path,
+        certificate_pem=certificate_pem,
+        federated_issuer=issuer,
+        federated_subject=subject,
+        user_with_policy=with_policy,
+        user_without_policy=without_policy,
+        unknown_user=str(uuid.uuid4()),
+    )
