@@ -1,0 +1,312 @@
+"""What the platform sees: probes, metrics, the API document, logs, and start-up errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.emulator import free_port
+from tests.support.factories import booking
+from tests.support.stack import REPO, Client, wait_until
+
+pytestmark = pytest.mark.e2e
+
+CONFIG_FAILURE_TIMEOUT = 30.0
+
+
+# --- probes -----------------------------------------------------------------------------
+
+
+def test_healthz_is_ok(service):
+    answer = requests.get(f"{service.url}/healthz", timeout=5)
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok"}
+
+
+def test_readyz_is_ready_when_redis_answers(service):
+    answer = requests.get(f"{service.url}/readyz", timeout=5)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["status"] == "ready"
+    assert body["checks"]["config"]["status"] == "ok"
+    assert body["checks"]["redis"]["status"] == "ok"
+
+
+def test_healthz_does_not_touch_redis_but_readyz_does(start_service):
+    nothing_listens = f"redis://127.0.0.1:{free_port()}/0"
+    variant = start_service(REDIS_URL=nothing_listens)
+
+    for _ in range(4):  # several times, so both workers answer
+        alive = requests.get(f"{variant.url}/healthz", timeout=5)
+        assert alive.status_code == 200
+        assert alive.json() == {"status": "ok"}
+
+    ready = requests.get(f"{variant.url}/readyz", timeout=5)
+    assert ready.status_code == 503, ready.text
+    body = ready.json()
+    assert body["status"] == "not ready"
+    assert body["checks"]["redis"]["status"] == "failing"
+    assert body["checks"]["config"]["status"] == "ok"
+
+
+# --- metrics ----------------------------------------------------------------------------
+
+
+def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """GET /metrics, parsed: sample name -> [(labels, value)]."""
+    answer = requests.get(f"{url}/metrics", timeout=5)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Content-Type"].startswith("text/plain")
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return samples
+
+
+def value(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str):
+    """The value of the one sample with these labels; 0 when it was never counted."""
+    found = [
+        v for got, v in samples.get(name, []) if all(got.get(k) == w for k, w in labels.items())
+    ]
+    assert len(found) <= 1, f"{name}{labels} matches several samples: {found}"
+    return found[0] if found else 0.0
+
+
+WATCHED = {
+    "posts_201": (
+        "mps_http_requests_total",
+        {"route": "/v1/meetings", "method": "POST", "status": "201"},
+    ),
+    "posts_200": (
+        "mps_http_requests_total",
+        {"route": "/v1/meetings", "method": "POST", "status": "200"},
+    ),
+    "created": ("mps_meetings_total", {"outcome": "created"}),
+    "replayed": ("mps_meetings_total", {"outcome": "replayed"}),
+    "graph_201": ("mps_graph_calls_total", {"operation": "createOrGet", "status": "201"}),
+}
+
+
+def watched(samples: dict[str, list[tuple[dict[str, str], float]]]) -> dict[str, float]:
+    return {key: value(samples, name, **labels) for key, (name, labels) in WATCHED.items()}
+
+
+def test_metrics_add_up_across_both_workers(service, client, organizer):
+    before = watched(scrape(service.url))
+
+    bodies = [booking(organizer) for _ in range(10)]
+    # A fresh connection per request, so gunicorn spreads them over both workers.
+    created = [Client(service.url, client.key).post(body) for body in bodies]
+    replays = [Client(service.url, client.key).post(body) for body in bodies[:4]]
+    assert [a.status_code for a in created] == [201] * 10, [a.text for a in created]
+    assert [a.status_code for a in replays] == [200] * 4
+    assert all(a.headers.get("Idempotent-Replayed") == "true" for a in replays)
+
+    expected = {"posts_201": 10, "posts_200": 4, "created": 10, "replayed": 4, "graph_201": 10}
+    scrapes = [scrape(service.url) for _ in range(6)]
+    for samples in scrapes:  # whichever worker answers, it reports the sum over both
+        after = watched(samples)
+        deltas = {key: after[key] - before[key] for key in WATCHED}
+        assert deltas == expected
+
+    tokens = scrapes[-1].get("mps_token_acquisitions_total", [])
+    assert tokens, "mps_token_acquisitions_total is not exported"
+    assert sum(v for _, v in tokens) >= 1
+    assert {labels["source"] for labels, _ in tokens} <= {"identity_provider", "cache"}
+
+
+# --- the API document -------------------------------------------------------------------
+
+
+def test_openapi_document_is_served_as_committed(service):
+    answer = requests.get(f"{service.url}/openapi.yaml", timeout=5)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("application/yaml")
+    document = yaml.safe_load(answer.text)
+    assert document["openapi"] == "3.1.0"
+    assert "/v1/meetings" in document["paths"]
+    assert answer.content == (REPO / "openapi.yaml").read_bytes()
+
+
+def test_committed_openapi_document_is_up_to_date():
+    from service.openapi import generate
+
+    committed = (REPO / "openapi.yaml").read_text(encoding="utf-8")
+    assert committed == generate(), "openapi.yaml is stale: run `make openapi`"
+
+
+# --- logs -------------------------------------------------------------------------------
+
+
+def json_lines(log: str) -> list[dict[str, Any]]:
+    """The app's log lines (gunicorn's own lines are plain text); each must be one object."""
+    records = []
+    for line in log.splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            assert isinstance(record, dict), line
+            records.append(record)
+    return records
+
+
+def test_app_log_lines_are_json_with_the_request_context(service, client, emulator, organizer):
+    request_id = f"ops-{uuid.uuid4()}"
+    body = booking(organizer)
+    answer = client.post(body, headers={"X-Request-ID": request_id})
+    assert answer.status_code == 201, answer.text
+
+    def mine() -> list[dict[str, Any]]:
+        return [r for r in json_lines(service.log()) if r.get("requestId") == request_id]
+
+    def access_line_written() -> bool:
+        return any(r.get("logger") == "service.access" for r in mine())
+
+    wait_until(access_line_written, 10, "the access log line", service.log)
+
+    records = json_lines(service.log())
+    assert records
+    for record in records:
+        assert {"timestamp", "level", "logger", "message"} <= record.keys(), record
+
+    (access,) = [r for r in mine() if r["logger"] == "service.access"]
+    assert access["callerId"] == "booking-eu"
+    assert access["bookingId"] == body["bookingId"]
+    assert access["status"] == 201
+    assert access["method"] == "POST"
+    assert isinstance(access["latencyMs"], int | float) and access["latencyMs"] >= 0
+
+    (graph,) = [r for r in mine() if "graphRequestId" in r]
+    assert graph["bookingId"] == body["bookingId"]
+    (sent,) = emulator.requests_for(answer.json()["externalId"])
+    assert graph["clientRequestId"] == sent["clientRequestId"]
+    assert graph["graphRequestId"] == sent["requestId"]
+
+
+def secrets_found(log: str, secret_values: dict[str, str]) -> list[str]:
+    hits = [name for name, secret in secret_values.items() if secret and secret in log]
+    if "eyJ" in log:
+        hits.append("a JWT (eyJ…)")
+    return hits
+
+
+def test_logs_never_contain_credentials_keys_or_tokens(
+    service, client, callers, setup, organizer, start_service
+):
+    wrong_key = secrets.token_urlsafe(32)
+    body = booking(organizer)
+    assert client.post(body).status_code == 201
+    assert client.get(body["bookingId"]).status_code == 200
+    assert Client(service.url, wrong_key).post(body).status_code == 401
+
+    known = {
+        "client secret": setup.client_secret,
+        "wrong API key": wrong_key,
+        **{f"API key of {c.id}": c.key for c in callers.values()},
+    }
+    key_lines = [
+        line.strip()
+        for line in setup.private_key_pem.splitlines()
+        if line.strip() and not line.startswith("-----")
+    ]
+    assert key_lines
+    known.update({f"private key line {i}": line for i, line in enumerate(key_lines)})
+
+    certificate = start_service(credential="certificate")
+    federated = start_service(credential="federated")
+    token_file = Path(federated.env["AZURE_FEDERATED_TOKEN_FILE"])
+    known["federated token"] = token_file.read_text(encoding="utf-8").strip()
+    for variant in (certificate, federated):
+        answer = Client(variant.url, client.key).post(booking(organizer))
+        assert answer.status_code == 201, answer.text
+
+    for name, process in (
+        ("session service", service),
+        ("certificate variant", certificate),
+        ("federated variant", federated),
+    ):
+        log = process.log()
+        assert "graph createOrGet answered" in log  # the log is the one the calls wrote
+        hits = secrets_found(log, known)
+        assert not hits, f"the {name}'s log contains {hits}"
+
+
+# --- configuration failure at start -----------------------------------------------------
+
+
+def broken_environment(secret: str) -> dict[str, str]:
+    cleared = ("AZURE_", "GRAPH_", "GUNICORN_", "REDIS_URL", "CLIENTS_FILE", "PROMETHEUS_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(cleared)}
+    env.update(
+        {
+            "GRAPH_CLOUD": "mars",
+            "AZURE_CLIENT_SECRET": secret,
+            "GUNICORN_WORKERS": "1",
+            "GUNICORN_BIND": f"127.0.0.1:{free_port()}",
+        }
+    )
+    return env
+
+
+def run_bounded(command: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run `command` in the repository; kill its whole process group if it outlives the
+    timeout (a gunicorn restarting failed workers forever would)."""
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=CONFIG_FAILURE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        raise AssertionError(
+            f"{command} still ran after {CONFIG_FAILURE_TIMEOUT} s with an invalid "
+            f"configuration (restarting workers instead of exiting?)\n"
+            f"{output.decode(errors='replace')}"
+        ) from None
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # workers left behind, if any
+        except ProcessLookupError:
+            pass
+    return process.returncode, output.decode(errors="replace")
+
+
+PROBLEMS = ("AZURE_TENANT_ID is required", "CLIENTS_FILE is required", "GRAPH_CLOUD='mars'")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(
+            [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf"]
+            + ["service.wsgi:app"],
+            id="gunicorn",
+        ),
+        pytest.param([sys.executable, "-c", "import service.wsgi"], id="import"),
+    ],
+)
+def test_invalid_configuration_stops_the_start_listing_every_problem(command):
+    secret = secrets.token_urlsafe(24)
+    status, output = run_bounded(command, broken_environment(secret))
+    assert status != 0, output
+    for problem in PROBLEMS:
+        assert problem in output, f"{problem!r} missing from:\n{output}"
+    assert secret not in output
