@@ -131,7 +131,9 @@ class GraphClient:
         client_request_id: str,
         budget: Budget,
     ) -> GraphResult | _Failure:
-        remaining = budget.remaining()
+        # Never a zero timeout (requests would fail at once): the last attempt may overrun
+        # the budget by this much at most.
+        remaining = max(budget.remaining(), 0.1)
         timeout = (min(self.connect_timeout, remaining), min(self.read_timeout, remaining))
         headers = {
             "Authorization": f"Bearer {token}",

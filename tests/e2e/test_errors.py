@@ -324,9 +324,15 @@ def test_graph_too_slow_is_504(fast_client, emulator, organizer):
     assert "safe" in problem["detail"]
 
 
-def test_token_endpoint_down_is_503(start_service, emulator, callers, organizer):
+@pytest.mark.parametrize(
+    "fault",
+    [{"status": 503, "retryAfter": "7"}, {"status": 429, "retryAfter": "3"}, {"reset": True}],
+    ids=["5xx-raises-MsalServiceError", "429-returns-an-error-dict", "connection-reset"],
+)
+def test_token_endpoint_unavailable_is_503(start_service, emulator, callers, organizer, fault):
     service = start_service()  # a fresh process: no token cached yet
-    emulator.add_fault(target="token", status=503, retryAfter="7")
+    emulator.add_fault(target="token", **fault)
     response = Client(service.url, callers["eu"].key).post(booking(organizer))
     assert_problem(response, 503, "token-unavailable")
     assert int(response.headers["Retry-After"]) >= 1
+    assert not [r for r in emulator.stats()["requests"] if r["userId"] == organizer]
