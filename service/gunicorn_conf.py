@@ -24,6 +24,9 @@ keepalive = 5
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# gunicorn 24+ opens a control socket under $HOME; we do not use it, several masters on one
+# host would share its path, and the container's root filesystem is read-only.
+control_socket_disable = True
 # No request may carry a head bigger than this; bodies are limited by MAX_BODY_BYTES.
 limit_request_field_size = 8190
 
