@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install redis lint unit openapi clean
+.PHONY: run test install redis lint openapi bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,7 @@ openapi: install
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
+
+# A bounded benchmark on loopback (not run by `make test`: speed is measured, not asserted).
+bench: install redis
+	$(BIN)/python -m tests.bench.throughput
