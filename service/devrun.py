@@ -154,6 +154,8 @@ def demo_environment(processes: list[subprocess.Popen[bytes]]) -> dict[str, str]
 
 def main() -> int:
     processes: list[subprocess.Popen[bytes]] = []
+    # Until gunicorn runs, SIGTERM must still unwind through `finally` and stop the children.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     env = dict(os.environ)
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(STATE.resolve() / "prometheus"))
     try:
@@ -170,9 +172,17 @@ def main() -> int:
             return server.wait()
     finally:
         for process in processes:
-            if process.poll() is None:
-                process.terminate()
-                process.wait(15)
+            stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
 
 
 if __name__ == "__main__":

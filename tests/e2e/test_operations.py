@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import secrets
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.emulator import free_port
@@ -104,28 +106,82 @@ def watched(samples: dict[str, list[tuple[dict[str, str], float]]]) -> dict[str,
     return {key: value(samples, name, **labels) for key, (name, labels) in WATCHED.items()}
 
 
-def test_metrics_add_up_across_both_workers(service, client, organizer):
-    before = watched(scrape(service.url))
+def per_worker(process) -> dict[str, float]:
+    """POST 201s as each worker's own metrics file counts them: {file stem: value}."""
+    directory = Path(
+        process.env.get("PROMETHEUS_MULTIPROC_DIR") or process.directory / "prometheus"
+    )
+    name, labels = WATCHED["posts_201"]
+    counts: dict[str, float] = {}
+    for path in sorted(directory.glob("counter_*.db")):
+        for metric in MultiProcessCollector.merge([str(path)]):
+            for sample in metric.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    counts[path.stem] = counts.get(path.stem, 0.0) + sample.value
+    return counts
 
-    bodies = [booking(organizer) for _ in range(10)]
-    # A fresh connection per request, so gunicorn spreads them over both workers.
-    created = [Client(service.url, client.key).post(body) for body in bodies]
-    replays = [Client(service.url, client.key).post(body) for body in bodies[:4]]
-    assert [a.status_code for a in created] == [201] * 10, [a.text for a in created]
-    assert [a.status_code for a in replays] == [200] * 4
+
+def provision_and_replay(url: str, key: str, organizer: str, new: int, replayed: int) -> None:
+    """`new` new bookings, then `replayed` of them again; concurrently, a connection each."""
+    bodies = [booking(organizer) for _ in range(new)]
+
+    def post(body: dict[str, Any]) -> requests.Response:
+        return Client(url, key).post(body)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=new) as pool:
+        created = list(pool.map(post, bodies))
+        replays = list(pool.map(post, bodies[:replayed]))
+    assert [a.status_code for a in created] == [201] * new, [a.text for a in created]
+    assert [a.status_code for a in replays] == [200] * replayed, [a.text for a in replays]
     assert all(a.headers.get("Idempotent-Replayed") == "true" for a in replays)
 
-    expected = {"posts_201": 10, "posts_200": 4, "created": 10, "replayed": 4, "graph_201": 10}
-    scrapes = [scrape(service.url) for _ in range(6)]
-    for samples in scrapes:  # whichever worker answers, it reports the sum over both
-        after = watched(samples)
-        deltas = {key: after[key] - before[key] for key in WATCHED}
-        assert deltas == expected
 
-    tokens = scrapes[-1].get("mps_token_acquisitions_total", [])
+def assert_metrics_count(process, before: dict[str, float], new: int, replayed: int) -> None:
+    expected = {
+        "posts_201": new,
+        "posts_200": replayed,
+        "created": new,
+        "replayed": replayed,
+        "graph_201": new,
+    }
+    for _ in range(6):  # whichever worker answers the scrape reports the sum over all
+        after = watched(scrape(process.url))
+        assert {key: after[key] - before[key] for key in WATCHED} == expected
+
+
+def test_metrics_add_up_across_both_workers(service, client, organizer):
+    before = watched(scrape(service.url))
+    before_per_worker = per_worker(service)
+
+    provision_and_replay(service.url, client.key, organizer, new=10, replayed=4)
+
+    assert_metrics_count(service, before, new=10, replayed=4)
+    # ... and the sum is made of the workers' own counts.
+    after_per_worker = per_worker(service)
+    deltas = {pid: n - before_per_worker.get(pid, 0.0) for pid, n in after_per_worker.items()}
+    assert sum(deltas.values()) == 10, deltas
+
+    tokens = scrape(service.url).get("mps_token_acquisitions_total", [])
     assert tokens, "mps_token_acquisitions_total is not exported"
     assert sum(v for _, v in tokens) >= 1
     assert {labels["source"] for labels, _ in tokens} <= {"identity_provider", "cache"}
+
+
+def test_metrics_sum_requests_that_both_workers_served(start_service, callers, emulator, organizer):
+    # gthread workers may leave all requests to one of them. Sync workers (one thread)
+    # cannot: while one waits for a slow Graph, the other must accept the next request.
+    variant = start_service(GUNICORN_THREADS="1")
+    emulator.add_fault(target="createOrGet", latencyMs=300, organizerId=organizer, count=6)
+    before = watched(scrape(variant.url))
+
+    provision_and_replay(variant.url, callers["eu"].key, organizer, new=6, replayed=3)
+
+    served = {pid: n for pid, n in per_worker(variant).items() if n}
+    assert len(served) == 2, f"expected both workers to serve POSTs: {served}"
+    assert sum(served.values()) == 6
+    assert_metrics_count(variant, before, new=6, replayed=3)
 
 
 # --- the API document -------------------------------------------------------------------

@@ -1,0 +1,177 @@
+"""`make run` for real: python -m service.devrun starts Redis, the Graph emulator and the
+API, prints a demo key and a curl line that works, and takes everything down on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.emulator import free_port
+from tests.support.stack import wait_until
+
+pytestmark = pytest.mark.e2e
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+KEY_LINE = re.compile(r"Demo API key \(caller 'demo'\): (\S+)")
+EMULATOR_LINE = re.compile(r"Graph emulator at https://127\.0\.0\.1:(\d+)")
+CURL = re.compile(
+    r"curl -s -X POST (?P<url>\S+) \\\n"
+    r"\s+-H 'Authorization: Bearer (?P<key>[^']+)' -H 'Content-Type: application/json' \\\n"
+    r"\s+-d '(?P<body>[^']+)'"
+)
+
+
+class Output:
+    """Everything the process writes, read on a thread so its pipe never fills up."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            with self._lock:
+                self.lines.append(raw.decode(errors="replace"))
+
+    def close(self) -> None:
+        """After every writer is gone: the reader meets the end of the pipe and stops."""
+        self._thread.join(10)
+
+    def text(self) -> str:
+        with self._lock:
+            return "".join(self.lines)
+
+
+def devrun_environment(port: int, redis_port: int) -> dict[str, str]:
+    """This machine's environment without any tenant, Redis or gunicorn settings: the demo."""
+    dropped = ("AZURE_", "GRAPH_", "GUNICORN_", "PROMETHEUS_", "DEMO_")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(dropped) and k not in ("REDIS_URL", "CLIENTS_FILE", "PORT")
+    }
+    env.update({"PORT": str(port), "DEMO_REDIS_PORT": str(redis_port)})
+    return env
+
+
+def accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def session_members(session_id: int) -> list[int]:
+    """Live (not zombie) processes of a session, from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        state, session = fields[0], int(fields[3])
+        if session == session_id and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def test_make_run_serves_the_demo_and_stops_everything_on_sigterm(tmp_path):
+    port, redis_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.devrun"],
+        cwd=tmp_path,  # not the repository: .run/ goes here
+        env=devrun_environment(port, redis_port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    output = Output(process.stdout)
+    try:
+
+        def printed_the_curl_line() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"devrun exited with {process.returncode}\n{output.text()}")
+            return CURL.search(output.text()) is not None
+
+        wait_until(printed_the_curl_line, START_TIMEOUT, "the curl line", output.text)
+        text = output.text()
+        key_line = KEY_LINE.search(text)
+        assert key_line, text
+        curl = CURL.search(text)
+        assert curl is not None
+        assert curl["key"] == key_line[1]
+        assert curl["url"] == f"http://127.0.0.1:{port}/v1/meetings"
+        body = json.loads(curl["body"])
+        emulator_line = EMULATOR_LINE.search(text)
+        assert emulator_line, text
+        emulator_port = int(emulator_line[1])
+        assert (tmp_path / ".run" / "clients.json").is_file()
+
+        def serving() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"devrun exited with {process.returncode}\n{output.text()}")
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
+            except requests.RequestException:
+                return False
+
+        wait_until(serving, START_TIMEOUT, "the demo API's /healthz", output.text)
+
+        headers = {"Authorization": f"Bearer {curl['key']}"}
+        created = requests.post(curl["url"], json=body, headers=headers, timeout=30)
+        assert created.status_code == 201, created.text
+        assert created.json()["bookingId"] == body["bookingId"]
+        assert created.json()["joinWebUrl"].startswith("https://teams.microsoft.com/")
+        replay = requests.post(curl["url"], json=body, headers=headers, timeout=30)
+        assert replay.status_code == 200, replay.text
+        assert replay.headers["Idempotent-Replayed"] == "true"
+        assert replay.json()["meetingId"] == created.json()["meetingId"]
+
+        members = session_members(process.pid)
+        assert len(members) >= 5, members  # devrun, redis, emulator, gunicorn + workers
+        assert accepts(redis_port) and accepts(emulator_port)
+
+        process.send_signal(signal.SIGTERM)  # devrun only, as a supervisor would
+        try:
+            status = process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"devrun still runs after SIGTERM\n{output.text()}") from None
+        assert status == 0, output.text()
+
+        def all_gone() -> bool:
+            return not session_members(process.pid) and not any(
+                accepts(p) for p in (port, redis_port, emulator_port)
+            )
+
+        wait_until(
+            all_gone,
+            STOP_TIMEOUT,
+            "every process of the demo stack gone",
+            lambda: f"left: {session_members(process.pid)}\n{output.text()}",
+        )
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if process.poll() is None:
+            process.wait(10)
+        output.close()
+        process.stdout.close()
