@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, g, has_request_context, json, request
+from flask import Flask, Response, current_app, g, has_request_context, json, request
 from werkzeug.exceptions import HTTPException
 
 from service.errors import ServiceError
@@ -104,6 +104,9 @@ def from_http_exception(error: HTTPException) -> Response:
         else:
             detail = "Some fields are invalid: " + ", ".join(sorted(errors)) + "."
         extensions["errors"] = errors
+    if status == 413 and has_request_context():
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        detail = f"The body is larger than {limit} bytes (MAX_BODY_BYTES); nothing was stored."
     headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}
     return problem(status, slug, title, detail, extensions, headers)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 import uuid
 from email.utils import formatdate
@@ -200,7 +201,9 @@ def test_the_same_details_spelled_differently_are_not_a_conflict(client, organiz
 
 def test_a_body_over_the_limit_is_413(client, organizer):
     body = booking(organizer, subject="x" * (70 * 1024))
-    assert_problem(client.post(body), 413, "body-too-large")
+    problem = assert_problem(client.post(body), 413, "body-too-large")
+    assert "65536 bytes" in problem["detail"]
+    assert client.get(body["bookingId"]).status_code == 404
 
 
 def test_a_body_that_is_not_json_is_415(client):
@@ -336,3 +339,40 @@ def test_token_endpoint_unavailable_is_503(start_service, emulator, callers, org
     assert_problem(response, 503, "token-unavailable")
     assert int(response.headers["Retry-After"]) >= 1
     assert not [r for r in emulator.stats()["requests"] if r["userId"] == organizer]
+
+
+def test_a_booking_in_flight_too_long_is_503_for_the_waiters(
+    start_service, emulator, callers, organizer
+):
+    service = start_service(SINGLE_FLIGHT_WAIT_SECONDS="0.5")
+    emulator.add_fault(target="createOrGet", latencyMs=2500, organizerId=organizer, count=1)
+    body = booking(organizer)
+
+    def post(_):
+        return Client(service.url, callers["eu"].key).post(body)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        answers = list(pool.map(post, range(3)))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [201, 503, 503], [a.text for a in answers]
+    for answer in answers:
+        if answer.status_code == 503:
+            assert_problem(answer, 503, "booking-in-progress")
+            assert answer.headers["Retry-After"] == "1"
+    # The waiters gave up without calling Graph; retrying them now replays the meeting.
+    external_id = next(a for a in answers if a.status_code == 201).json()["externalId"]
+    assert emulator.meetings_for(external_id) == {"created": 1, "calls": 1}
+    assert post(0).headers["Idempotent-Replayed"] == "true"
+
+
+def test_when_the_first_request_fails_the_waiters_try_themselves(client, emulator):
+    unknown = str(uuid.uuid4())
+    emulator.add_fault(target="createOrGet", latencyMs=300, organizerId=unknown, count=1)
+    body = booking(unknown)
+
+    def post(_):
+        return Client(client.base_url, client.key).post(body)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(post, range(4)))
+    assert [a.status_code for a in answers] == [422] * 4
