@@ -26,6 +26,7 @@ HTTP_PROBLEMS: dict[int, tuple[str, str]] = {
     500: ("internal-error", "Internal error"),
 }
 UNKNOWN_FIELD = "Unknown field."
+DRAIN_LIMIT = 1024 * 1024
 
 
 def problem(
@@ -107,8 +108,28 @@ def from_http_exception(error: HTTPException) -> Response:
     if status == 413 and has_request_context():
         limit = current_app.config.get("MAX_CONTENT_LENGTH")
         detail = f"The body is larger than {limit} bytes (MAX_BODY_BYTES); nothing was stored."
+        drain_body()
     headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}
     return problem(status, slug, title, detail, extensions, headers)
+
+
+def drain_body() -> None:
+    """Read and discard a refused body, up to DRAIN_LIMIT bytes.
+
+    Werkzeug refuses an oversized body before reading it. If the connection is then closed
+    with the body still arriving, the client's TCP stack gets a reset and may never see our
+    413. Reading a modest excess lets the answer arrive; a huge body is not worth reading.
+    """
+    length = request.content_length
+    if length is None or length > DRAIN_LIMIT:
+        return
+    stream = request.environ.get("wsgi.input")
+    remaining = length
+    while stream is not None and remaining > 0:
+        chunk = stream.read(min(remaining, 65536))
+        if not chunk:
+            break
+        remaining -= len(chunk)
 
 
 def register(app: Flask) -> None:
