@@ -144,12 +144,10 @@ class GraphClient:
         started = time.perf_counter()
         try:
             response = self.session.post(url, json=body, headers=headers, timeout=timeout)
-        except requests.ConnectTimeout:
-            return self._record(started, "connect_timeout", client_request_id)
-        except requests.ReadTimeout:
-            return self._record(started, "timeout", client_request_id)
-        except requests.ConnectionError:
-            return self._record(started, "connection_error", client_request_id)
+        except requests.RequestException as error:
+            outcome = _transport_failure(error)
+            self._record(started, outcome, client_request_id)
+            return _Failure(outcome)
         status = response.status_code
         request_id = response.headers.get("request-id")
         self._record(started, str(status), client_request_id, request_id)
@@ -167,7 +165,7 @@ class GraphClient:
         outcome: str,
         client_request_id: str,
         request_id: str | None = None,
-    ) -> _Failure:
+    ) -> None:
         elapsed = time.perf_counter() - started
         metrics.graph_calls.labels(operation="createOrGet", status=outcome).inc()
         metrics.graph_latency.labels(operation="createOrGet").observe(elapsed)
@@ -180,7 +178,6 @@ class GraphClient:
                 "latencyMs": round(elapsed * 1000, 1),
             },
         )
-        return _Failure(outcome)
 
     def _raise_for(self, response: requests.Response, client_request_id: str) -> NoReturn:
         status = response.status_code
@@ -254,6 +251,17 @@ RETRY_REASONS = frozenset(
     {str(status) for status in RETRYABLE_STATUSES}
     | {"timeout", "connect_timeout", "connection_error"}
 )
+
+
+def _transport_failure(error: requests.RequestException) -> str:
+    """Name a failure that produced no HTTP answer. Only a read timeout means "Graph got the
+    request but was slow" (504 when the budget runs out)."""
+    if isinstance(error, requests.ConnectTimeout):  # also a ConnectionError: test it first
+        return "connect_timeout"
+    if isinstance(error, requests.ReadTimeout):
+        return "timeout"
+    # Refused, reset, or an answer cut off mid-body (ChunkedEncodingError): all "unreachable".
+    return "connection_error"
 
 
 def _json(response: requests.Response) -> dict[str, Any]:

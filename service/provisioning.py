@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,7 +51,7 @@ class Provisioner:
         *,
         store: BookingStore,
         graph: GraphClient,
-        namespace: Any,
+        namespace: uuid.UUID,
         wait_seconds: float,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
