@@ -133,8 +133,9 @@ def drain_body() -> None:
 
 
 def register(app: Flask) -> None:
+    # HTTPException is handled by the flask-smorest Api (service.app.ProblemApi), which
+    # calls from_http_exception; registering it here too would only shadow that.
     app.register_error_handler(ServiceError, from_service_error)
-    app.register_error_handler(HTTPException, from_http_exception)
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
