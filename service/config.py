@@ -78,6 +78,10 @@ class Settings:
     lock_ttl: float = 35.0
     worker_timeout: float = 60.0
     redis_timeout: float = 0.5
+    graceful_timeout: float = 30.0
+    # Consecutive Graph failures (5xx, timeouts, unreachable) that open the circuit; 0 = off.
+    graph_circuit_failures: int = 5
+    graph_circuit_cooldown: float = 15.0
 
     @property
     def authority(self) -> str:
@@ -130,6 +134,13 @@ class _Reader:
         value = self.convert(name, default, float, "a number of seconds")
         if value <= 0:
             self.problems.append(f"{name} must be greater than 0")
+            return default
+        return value
+
+    def count(self, name: str, default: int) -> int:
+        value = self.convert(name, default, int, "a whole number")
+        if value < 0:
+            self.problems.append(f"{name} must be 0 or more")
             return default
         return value
 
@@ -224,6 +235,9 @@ class _Reader:
             lock_ttl=self.positive("LOCK_TTL_SECONDS", 35.0),
             worker_timeout=self.positive("GUNICORN_TIMEOUT", 60.0),
             redis_timeout=self.positive("REDIS_TIMEOUT_SECONDS", 0.5),
+            graceful_timeout=self.positive("GUNICORN_GRACEFUL_TIMEOUT", 30.0),
+            graph_circuit_failures=self.count("GRAPH_CIRCUIT_FAILURES", 5),
+            graph_circuit_cooldown=self.positive("GRAPH_CIRCUIT_COOLDOWN_SECONDS", 15.0),
         )
         self.check_ordering(settings)
         if self.problems:
@@ -243,4 +257,10 @@ class _Reader:
                 f"GUNICORN_TIMEOUT ({s.worker_timeout:g}) must exceed SINGLE_FLIGHT_WAIT_SECONDS"
                 f" + TOKEN_TIMEOUT_SECONDS + GRAPH_BUDGET_SECONDS ({worst:g}), or gunicorn "
                 "could kill a worker that is still within its budgets"
+            )
+        if s.graceful_timeout <= one_call:
+            self.problems.append(
+                f"GUNICORN_GRACEFUL_TIMEOUT ({s.graceful_timeout:g}) must exceed "
+                f"TOKEN_TIMEOUT_SECONDS + GRAPH_BUDGET_SECONDS ({one_call:g}), or a shutdown "
+                "could cut off a Graph call that is still within its budget"
             )

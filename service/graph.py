@@ -13,6 +13,7 @@ import requests
 
 from service import metrics
 from service.backoff import Budget, parse_retry_after
+from service.breaker import CircuitBreaker, CircuitOpen
 from service.config import Settings
 from service.errors import (
     ACCESS_POLICY_HELP,
@@ -58,6 +59,7 @@ class GraphClient:
         connect_timeout: float,
         read_timeout: float,
         budget_seconds: float,
+        breaker: CircuitBreaker,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.root = f"{base_url}/{api_version}"
@@ -66,6 +68,7 @@ class GraphClient:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.budget_seconds = budget_seconds
+        self.breaker = breaker
         self.sleep = sleep
 
     @classmethod
@@ -80,6 +83,10 @@ class GraphClient:
             connect_timeout=settings.graph_connect_timeout,
             read_timeout=settings.graph_read_timeout,
             budget_seconds=settings.graph_budget,
+            breaker=CircuitBreaker(
+                threshold=settings.graph_circuit_failures,
+                cooldown=settings.graph_circuit_cooldown,
+            ),
         )
 
     def create_or_get(self, organizer_id: str, body: dict[str, Any]) -> GraphResult:
@@ -96,6 +103,7 @@ class GraphClient:
         token_refreshed = False
         while True:
             token = self.tokens.token()
+            self._admit(client_request_id)
             failure = self._attempt(url, body, token, client_request_id, budget)
             if isinstance(failure, GraphResult):
                 return failure
@@ -123,6 +131,22 @@ class GraphClient:
             )
             self.sleep(delay)
 
+    def _admit(self, client_request_id: str) -> None:
+        try:
+            self.breaker.before_call()
+        except CircuitOpen as refused:
+            logger.warning(
+                "graph circuit open, call refused",
+                extra={"clientRequestId": client_request_id, "failures": refused.failures},
+            )
+            raise GraphUnavailable(
+                f"Microsoft Graph failed {self.breaker.threshold} times in a row, so this "
+                "instance pauses its calls to let it recover. Retrying with the same bookingId "
+                "after Retry-After is safe.",
+                retry_after=refused.retry_after,
+                extensions={"reason": "circuit_open", "clientRequestId": client_request_id},
+            ) from None
+
     def _attempt(
         self,
         url: str,
@@ -147,8 +171,15 @@ class GraphClient:
         except requests.RequestException as error:
             outcome = _transport_failure(error)
             self._record(started, outcome, client_request_id)
+            self.breaker.record_failure()
             return _Failure(outcome)
         status = response.status_code
+        # Any answer below 500 (a 429 too) shows Graph is up; 5xx and silence count
+        # towards opening the circuit.
+        if status >= 500:
+            self.breaker.record_failure()
+        else:
+            self.breaker.record_success()
         request_id = response.headers.get("request-id")
         self._record(started, str(status), client_request_id, request_id)
         if status in (200, 201):

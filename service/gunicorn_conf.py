@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import multiprocess
+
+# Imported here, in the master, so the shared flag exists before the workers are forked.
+from service import draining
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8080")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
@@ -19,6 +24,8 @@ threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 worker_class = "gthread" if threads > 1 else "sync"
 timeout = int(float(os.environ.get("GUNICORN_TIMEOUT", "60")))
 graceful_timeout = int(float(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30")))
+# Seconds between SIGTERM and closing the listening socket, while /readyz answers 503.
+pre_stop_delay = float(os.environ.get("PRE_STOP_DELAY_SECONDS", "0"))
 keepalive = 5
 # Our own JSON request log (service.observability) replaces gunicorn's access log.
 accesslog = None
@@ -43,3 +50,68 @@ def on_starting(server: Any) -> None:
 def child_exit(server: Any, worker: Any) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def when_ready(server: Any) -> None:
+    """Delay gunicorn's graceful stop by `pre_stop_delay` after SIGTERM.
+
+    Kubernetes removes a terminating pod from its Service's endpoints at the same time as
+    it sends SIGTERM; until every node has caught up, new connections still arrive. So on
+    SIGTERM the master first only marks the instance as draining (readiness 503) and keeps
+    everything serving; when the delay is over it stops as usual: the socket closes and
+    in-flight requests get `graceful_timeout` to finish. A second SIGTERM stops at once.
+    """
+    if pre_stop_delay <= 0:
+        return
+    stop_at: float | None = None
+    murder_workers = server.murder_workers
+
+    def handle_term() -> None:
+        nonlocal stop_at
+        if stop_at is not None:
+            raise StopIteration  # asked twice: stop now
+        stop_at = time.monotonic() + pre_stop_delay
+        draining.start()
+        from service import metrics  # created now, after on_starting wiped the directory
+
+        metrics.draining.set(1)
+        server.log.info("SIGTERM: draining for %.1f s before stopping", pre_stop_delay)
+
+    def murder_workers_then_maybe_stop() -> None:
+        # The master's loop calls this at least once a second; raising StopIteration here
+        # is exactly what gunicorn's own SIGTERM handler does.
+        murder_workers()
+        if stop_at is not None and time.monotonic() >= stop_at:
+            raise StopIteration
+
+    server.handle_term = handle_term
+    server.murder_workers = murder_workers_then_maybe_stop
+
+
+def post_worker_init(worker: Any) -> None:
+    """Make a stopping gthread worker refuse new connections instead of leaving them
+    unanswered.
+
+    On SIGTERM gunicorn's gthread worker stops *accepting* but keeps its copy of the
+    listening socket open until its in-flight requests are done, so for up to
+    `graceful_timeout` the kernel still completes handshakes that nobody will serve; the
+    client hangs, then gets a reset. Closing the socket as soon as the worker stops makes
+    the kernel refuse at once (once the master has closed its copy too), and the client
+    retries elsewhere. This uses gthread internals of gunicorn 27 (pinned < 28 in
+    pyproject); other worker classes keep gunicorn's behaviour.
+    """
+    queue = getattr(worker, "method_queue", None)
+    if queue is None or not hasattr(worker, "set_accept_enabled"):
+        return
+    handle_exit = worker.handle_exit
+
+    def stop_listening() -> None:  # runs on the worker's main loop, not in the handler
+        worker.set_accept_enabled(False)
+        for listener in worker.sockets:
+            listener.close()
+
+    def handle_exit_and_stop_listening(signum: int, frame: Any) -> None:
+        handle_exit(signum, frame)
+        queue.defer(stop_listening)
+
+    signal.signal(signal.SIGTERM, handle_exit_and_stop_listening)

@@ -48,6 +48,20 @@ meetings = Counter(
 )
 tokens = Counter("mps_token_acquisitions_total", "App tokens handed out, by source", ["source"])
 token_failures = Counter("mps_token_failures_total", "Token acquisitions that failed", ["reason"])
+graph_circuit_state = Gauge(
+    "mps_graph_circuit_state",
+    "Graph circuit breaker of each worker: 0 closed, 1 half-open, 2 open",
+    multiprocess_mode="liveall",
+)
+graph_circuit_opened = Counter("mps_graph_circuit_opened_total", "Times a Graph circuit opened")
+graph_circuit_rejections = Counter(
+    "mps_graph_circuit_rejections_total", "Graph calls refused at once by an open circuit"
+)
+draining = Gauge(
+    "mps_draining",
+    "1 once the master got SIGTERM and is in its pre-stop delay (readiness answers 503)",
+    multiprocess_mode="max",
+)
 redis_up = Gauge(
     "mps_redis_up", "1 if the last Redis command succeeded, else 0", multiprocess_mode="liveall"
 )

@@ -8,7 +8,8 @@ from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from service import metrics
+from service import draining, metrics
+from service.breaker import State
 from service.errors import StoreUnavailable
 from service.schemas import LivenessSchema, ReadinessSchema
 from service.wiring import services
@@ -26,22 +27,40 @@ class Liveness(MethodView):
 
 @blp.route("/readyz")
 class Readiness(MethodView):
-    @blp.response(200, ReadinessSchema, description="Ready to serve")
-    @blp.alt_response(503, schema=ReadinessSchema, description="A check is failing")
+    @blp.response(200, ReadinessSchema, description="Serving (ready, or degraded)")
+    @blp.alt_response(503, schema=ReadinessSchema, description="Shutting down (draining)")
     def get(self) -> Any:
-        """Readiness: configuration loaded and Redis answering"""
+        """Readiness: 503 only while shutting down; a failing dependency shows as degraded
+
+        A Redis outage or an open Graph circuit affects every replica alike, so failing
+        readiness for them would let Kubernetes pull all replicas at once, while the service
+        still serves (POST calls Graph directly without Redis) or answers fast 503s that
+        callers can act on. They are reported here, and in metrics, instead.
+        """
+        if draining.is_draining():
+            return {"status": "draining", "checks": {}}, 503
+        found = services()
         checks: dict[str, dict[str, str]] = {
             # The app only exists once the configuration was valid.
             "config": {"status": "ok"},
         }
         try:
-            services().store.ping()
+            found.store.ping()
             checks["redis"] = {"status": "ok"}
         except StoreUnavailable:
-            checks["redis"] = {"status": "failing", "detail": "Redis does not answer"}
-        ready = all(check["status"] == "ok" for check in checks.values())
-        body = {"status": "ready" if ready else "not ready", "checks": checks}
-        return body, 200 if ready else 503
+            checks["redis"] = {
+                "status": "failing",
+                "detail": "Redis does not answer: POST calls Graph directly, GET answers 503",
+            }
+        if found.graph.breaker.state is State.OPEN:
+            checks["graph"] = {
+                "status": "failing",
+                "detail": "circuit open after repeated Graph failures: POST answers 503",
+            }
+        else:
+            checks["graph"] = {"status": "ok"}
+        ok = all(check["status"] == "ok" for check in checks.values())
+        return {"status": "ready" if ok else "degraded", "checks": checks}
 
 
 @blp.route("/metrics")

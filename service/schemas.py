@@ -210,7 +210,7 @@ class CheckSchema(Schema):
 
 
 class ReadinessSchema(Schema):
-    status = fields.String(required=True, metadata={"enum": ["ready", "not ready"]})
+    status = fields.String(required=True, metadata={"enum": ["ready", "degraded", "draining"]})
     checks = fields.Dict(keys=fields.String(), values=fields.Nested(CheckSchema))
 
 

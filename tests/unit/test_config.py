@@ -1,4 +1,5 @@
 import hashlib
+import importlib
 import json
 
 import pytest
@@ -106,6 +107,34 @@ def test_default_budgets_are_ordered(env):
     s = Settings.from_env(env)
     assert s.lock_ttl > s.token_timeout + s.graph_budget
     assert s.worker_timeout > s.single_flight_wait + s.token_timeout + s.graph_budget
+    assert s.graceful_timeout > s.token_timeout + s.graph_budget
+
+
+def test_gunicorn_defaults_outlast_the_service_budgets(env, monkeypatch):
+    """What gunicorn really uses (its config module, not our Settings' copy of the numbers)
+    must leave room for a whole Graph call: worker timeout > token + Graph budgets (and the
+    single-flight wait before them); graceful timeout > token + Graph budgets."""
+    for name in ("GUNICORN_TIMEOUT", "GUNICORN_GRACEFUL_TIMEOUT", "PRE_STOP_DELAY_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    conf = importlib.reload(importlib.import_module("service.gunicorn_conf"))
+    s = Settings.from_env(env)
+    assert conf.timeout > s.single_flight_wait + s.token_timeout + s.graph_budget
+    assert conf.graceful_timeout > s.token_timeout + s.graph_budget
+    assert (conf.timeout, conf.graceful_timeout) == (s.worker_timeout, s.graceful_timeout)
+    assert conf.pre_stop_delay == 0
+
+
+def test_a_graceful_timeout_shorter_than_a_graph_call_is_refused(env):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**env, "GUNICORN_GRACEFUL_TIMEOUT": "10"})
+    assert "GUNICORN_GRACEFUL_TIMEOUT (10) must exceed" in str(raised.value)
+
+
+@pytest.mark.parametrize("value", ["-1", "two"])
+def test_circuit_threshold_must_be_a_count(env, value):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**env, "GRAPH_CIRCUIT_FAILURES": value})
+    assert "GRAPH_CIRCUIT_FAILURES" in str(raised.value)
 
 
 def test_the_secret_never_appears_in_the_settings_repr(env):

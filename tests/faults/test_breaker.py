@@ -1,0 +1,93 @@
+"""The per-process circuit breaker in front of Graph: a sustained Graph outage is met with
+fast 503s instead of every request spending its budget on retries, and the circuit closes
+by itself once Graph answers again."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from tests.support.factories import booking
+from tests.support.metrics import scrape, value
+from tests.support.stack import Client, wait_until
+
+pytestmark = pytest.mark.e2e
+
+THRESHOLD = 3
+COOLDOWN = 2.0
+
+
+def graph_calls(emulator, organizer: str) -> int:
+    return len([r for r in emulator.stats()["requests"] if r.get("userId") == organizer])
+
+
+def test_a_sustained_outage_opens_the_circuit_and_it_closes_by_itself(
+    start_service, emulator, callers, organizer
+):
+    # One worker, so the test talks to the one circuit it trips. A long budget, so it is
+    # the circuit, not the budget, that ends the first request.
+    service = start_service(
+        workers=1,
+        GRAPH_CIRCUIT_FAILURES=str(THRESHOLD),
+        GRAPH_CIRCUIT_COOLDOWN_SECONDS=str(COOLDOWN),
+        GRAPH_BUDGET_SECONDS="15",
+    )
+    client = Client(service.url, callers["eu"].key)
+    emulator.add_fault(target="createOrGet", status=503, organizerId=organizer)
+    first, second = booking(organizer), booking(organizer)
+
+    answer = client.post(first)
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["reason"] == "circuit_open"
+    assert graph_calls(emulator, organizer) == THRESHOLD  # then it stopped calling
+
+    started = time.monotonic()
+    answer = client.post(second)
+    elapsed = time.monotonic() - started
+    assert answer.status_code == 503, answer.text
+    problem = answer.json()
+    assert problem["type"].endswith(":graph-unavailable")
+    assert problem["reason"] == "circuit_open"
+    assert 1 <= int(answer.headers["Retry-After"]) <= COOLDOWN
+    assert graph_calls(emulator, organizer) == THRESHOLD  # refused without calling Graph
+    assert elapsed < 5  # fast, not a budget spent on retries (15 s)
+
+    ready = requests.get(f"{service.url}/readyz", timeout=5)
+    assert ready.status_code == 200  # degraded, not pulled from the load balancer
+    assert ready.json()["status"] == "degraded"
+    assert ready.json()["checks"]["graph"]["status"] == "failing"
+    samples = scrape(service.url)
+    assert max(v for _, v in samples["mps_graph_circuit_state"]) == 2
+    assert value(samples, "mps_graph_circuit_opened_total") == 1
+    assert value(samples, "mps_graph_circuit_rejections_total") >= 2
+
+    # Graph recovers; after the cooldown one probe goes through and closes the circuit.
+    emulator.clear_faults()
+    time.sleep(COOLDOWN)
+    for body in (second, first):
+        answer = client.post(body)
+        assert answer.status_code == 201, answer.text
+        assert emulator.meetings_for(answer.json()["externalId"])["created"] == 1
+    wait_until(
+        lambda: requests.get(f"{service.url}/readyz", timeout=5).json()["status"] == "ready",
+        5,
+        "readiness back to ready",
+    )
+    assert max(v for _, v in scrape(service.url)["mps_graph_circuit_state"]) == 0
+
+
+def test_client_errors_and_throttling_do_not_open_it(start_service, emulator, callers, organizer):
+    service = start_service(workers=1, GRAPH_CIRCUIT_FAILURES="2")
+    client = Client(service.url, callers["eu"].key)
+    # Graph is up and saying no (404 unknown organizer, 429 throttled): not an outage.
+    emulator.add_fault(target="createOrGet", status=404, organizerId=organizer, count=3)
+    for _ in range(3):
+        assert client.post(booking(organizer)).status_code == 422
+    emulator.add_fault(
+        target="createOrGet", status=429, retryAfter="1", organizerId=organizer, count=3
+    )
+    answer = client.post(booking(organizer))
+    assert answer.status_code == 201, answer.text
+    assert value(scrape(service.url), "mps_graph_circuit_opened_total") == 0
