@@ -1,4 +1,5 @@
-"""A local emulator of Entra ID and Microsoft Graph onlineMeetings/createOrGet.
+"""A local emulator of Entra ID and Microsoft Graph onlineMeetings (createOrGet, and GET,
+PATCH and DELETE of one meeting).
 
 Run it with ``python -m service.emulator --config FILE --state-dir DIR``; build it in
 process with ``create_app``. See ``__main__`` for the command line, ``admin`` for the

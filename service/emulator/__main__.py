@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m service.emulator",
         description="Local emulator of Entra ID (client credentials) and Microsoft Graph "
-        "onlineMeetings/createOrGet, over HTTPS with a throw-away CA.",
+        "onlineMeetings (createOrGet, GET, PATCH, DELETE), over HTTPS with a throw-away CA.",
     )
     parser.add_argument("--config", type=Path, required=True, help="emulator config (JSON)")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")

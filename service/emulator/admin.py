@@ -1,4 +1,5 @@
-"""The admin API under /_emulator/: fault injection, rate limits, users, stats, reset.
+"""The admin API under /_emulator/: fault injection, rate limits, users, stats, meetings,
+reset.
 
 No authentication; it answers loopback clients only, so an emulator bound to a wider
 address still cannot be reconfigured from elsewhere.
@@ -110,7 +111,15 @@ def set_user() -> tuple[Response, int]:
 
 @bp.get("/stats")
 def stats() -> Response:
-    """Calls per operation and status, token requests, meetings and recent requests."""
+    """Calls per operation and status, token requests, meetings and recent requests.
+
+    ``meetings`` has one row per meeting ever created, oldest first: tenantId, userId,
+    externalId, meetingId, created (201s), returned (createOrGet 200s), patched
+    (successful PATCHes) and deleted. ``requests`` records every Graph request:
+    operation (createOrGet, getMeeting, patchMeeting, deleteMeeting), version, userId,
+    status (or "reset"), clientRequestId, requestId, body (createOrGet and PATCH) and,
+    for the operations on one meeting, meetingId.
+    """
     state = current_state()
     snapshot = state.stats.snapshot()
     return jsonify(
@@ -121,6 +130,15 @@ def stats() -> Response:
             "requests": snapshot["requests"],
         }
     )
+
+
+@bp.get("/meetings/<meeting_id>")
+def meeting(meeting_id: str) -> Response | tuple[Response, int]:
+    """The live meeting as stored (no @odata.context); 404 if unknown or deleted."""
+    found = current_state().meetings.find(meeting_id)
+    if found is None:
+        return jsonify({"error": f"no live meeting {meeting_id}"}), 404
+    return jsonify(found)
 
 
 def _json_object() -> dict[str, Any]:

@@ -35,9 +35,12 @@ OPERATIONS = {
     "identity.token": "token",
     "graph.create_or_get": "createOrGet",
     "graph.get_meeting": "getMeeting",
+    "graph.update_meeting": "patchMeeting",
+    "graph.delete_meeting": "deleteMeeting",
 }
 ENTRA_OPERATIONS = frozenset({"discovery", "token"})
-GRAPH_OPERATIONS = frozenset({"createOrGet", "getMeeting"})
+GRAPH_OPERATIONS = frozenset({"createOrGet", "getMeeting", "patchMeeting", "deleteMeeting"})
+BODY_METHODS = frozenset({"POST", "PATCH"})
 AGS_DIAGNOSTIC = json.dumps(
     {
         "ServerInfo": {
@@ -165,17 +168,18 @@ def _record(operation: str | None, outcome: int | str) -> None:
         stats.record_token_request({**identity.describe_token_request(), "status": outcome})
     elif operation in GRAPH_OPERATIONS:
         view_args = request.view_args or {}
-        stats.record_request(
-            {
-                "operation": operation,
-                "version": view_args.get("version"),
-                "userId": view_args.get("user_id"),
-                "status": outcome,
-                "clientRequestId": g.client_request_id,
-                "requestId": g.request_id,
-                "body": request.get_json(silent=True) if request.method == "POST" else None,
-            }
-        )
+        entry: dict[str, Any] = {
+            "operation": operation,
+            "version": view_args.get("version"),
+            "userId": view_args.get("user_id"),
+            "status": outcome,
+            "clientRequestId": g.client_request_id,
+            "requestId": g.request_id,
+            "body": request.get_json(silent=True) if request.method in BODY_METHODS else None,
+        }
+        if "meeting_id" in view_args:  # GET, PATCH and DELETE of one meeting
+            entry["meetingId"] = view_args["meeting_id"]
+        stats.record_request(entry)
 
 
 def _render_graph_error(error: GraphError) -> Response:

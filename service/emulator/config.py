@@ -14,7 +14,12 @@ The file is JSON::
                              "accessPolicy": true}],
                   "anyUser": false,
                   "globalAccessPolicy": false}],
-     "tokenLifetimeSeconds": 3600}
+     "tokenLifetimeSeconds": 3600,
+     "refreshInSeconds": 1800}                          # optional
+
+``refreshInSeconds``, when set, adds ``refresh_in`` to token responses (as Entra does
+for long-lived tokens): MSAL then refreshes a cached token proactively after that many
+seconds. It must be shorter than the token lifetime.
 
 Everything is checked once at start-up and every problem is reported in one
 ConfigError, so a developer fixes the file in one go.
@@ -76,6 +81,7 @@ class Tenant:
 class EmulatorConfig:
     tenants: tuple[Tenant, ...] = ()
     token_lifetime_seconds: int = DEFAULT_TOKEN_LIFETIME
+    refresh_in_seconds: int | None = None
 
 
 def load_config(path: Path) -> EmulatorConfig:
@@ -92,7 +98,7 @@ def parse_config(raw: Any) -> EmulatorConfig:
     problems: list[str] = []
     if not isinstance(raw, dict):
         raise ConfigError("emulator config: the top level must be a JSON object")
-    _known_keys(raw, {"tenants", "tokenLifetimeSeconds"}, "config", problems)
+    _known_keys(raw, {"tenants", "tokenLifetimeSeconds", "refreshInSeconds"}, "config", problems)
     tenants = tuple(
         _tenant(item, f"tenants[{i}]", problems)
         for i, item in enumerate(_list(raw, "tenants", "config", problems))
@@ -106,9 +112,18 @@ def parse_config(raw: Any) -> EmulatorConfig:
     if not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime <= 0:
         problems.append("tokenLifetimeSeconds must be a positive integer")
         lifetime = DEFAULT_TOKEN_LIFETIME
+    refresh_in = raw.get("refreshInSeconds")
+    if refresh_in is not None and (
+        not isinstance(refresh_in, int)
+        or isinstance(refresh_in, bool)
+        or not 0 < refresh_in < lifetime
+    ):
+        problems.append("refreshInSeconds must be a positive integer below tokenLifetimeSeconds")
     if problems:
         raise ConfigError("invalid emulator config:\n  " + "\n  ".join(problems))
-    return EmulatorConfig(tenants=tenants, token_lifetime_seconds=lifetime)
+    return EmulatorConfig(
+        tenants=tenants, token_lifetime_seconds=lifetime, refresh_in_seconds=refresh_in
+    )
 
 
 def _tenant(raw: Any, where: str, problems: list[str]) -> Tenant:

@@ -16,7 +16,9 @@ from typing import Any
 # The operations the emulator serves, and the fault targets that reach each one.
 OPERATION_TARGETS: dict[str, frozenset[str]] = {
     "createOrGet": frozenset({"createOrGet", "graph", "any"}),
-    "getMeeting": frozenset({"graph", "any"}),
+    "getMeeting": frozenset({"getMeeting", "graph", "any"}),
+    "patchMeeting": frozenset({"patchMeeting", "graph", "any"}),
+    "deleteMeeting": frozenset({"deleteMeeting", "graph", "any"}),
     "token": frozenset({"token", "any"}),
     "discovery": frozenset({"discovery", "any"}),
 }

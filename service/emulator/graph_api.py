@@ -1,8 +1,17 @@
-"""The emulated Graph endpoints: createOrGet and GET of one meeting, under /v1.0 and /beta.
+"""The emulated Graph endpoints under /v1.0 and /beta: createOrGet, and GET, PATCH and
+DELETE of one meeting (/users/{userId}/onlineMeetings/{meetingId}).
 
-Checks run in this order: bearer token (401), user exists (404), application access
-policy (403), body against the contract (400), times (400); then the meeting is
-created (201) or the existing one returned unchanged (200).
+Every endpoint first checks the bearer token (401), that the user exists (404) and the
+application access policy (403). Then:
+
+- createOrGet: body against the contract (400), times (400); the meeting is created
+  (201) or the existing one returned unchanged (200).
+- GET: the meeting (200), or 404 if this user has no such live meeting (unknown id,
+  another organizer's or tenant's meeting, or deleted).
+- PATCH: body against the contract's PATCH schema (400), then 404 as for GET, then
+  Graph's update rules (400, see meeting_update); 200 with the whole updated meeting.
+- DELETE: 404 as for GET, else 204 without a body. The identity is freed: createOrGet
+  with the same externalId then creates a new meeting (see meetings).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from . import schema, times
 from .config import Tenant, User
 from .errors import GraphError
 from .meeting_builder import new_meeting
+from .meeting_update import UpdateRejected, apply_update
 from .meetings import Meeting, MeetingKey
 from .state import current_state
 from .tokens import TokenRejected
@@ -23,6 +33,7 @@ bp = Blueprint("graph", __name__)
 
 _VERSION = "/<any('v1.0', beta):version>"
 _MEETINGS = _VERSION + "/users/<user_id>/onlineMeetings"
+_MEETING = _MEETINGS + "/<meeting_id>"
 ODATA_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;charset=utf-8"
 NO_POLICY = "No application access policy found for this app."
 
@@ -52,16 +63,48 @@ def create_or_get(version: str, user_id: str) -> Response:
     return _meeting_response(meeting, version, user_id, 201 if created else 200)
 
 
-@bp.get(_MEETINGS + "/<meeting_id>")
+@bp.get(_MEETING)
 def get_meeting(version: str, user_id: str, meeting_id: str) -> Response:
     """GET /{version}/users/{userId}/onlineMeetings/{meetingId}."""
     tenant, user = _authorized_organizer(user_id)
     meeting = current_state().meetings.get(tenant.id, user.id, meeting_id)
     if meeting is None:
-        raise GraphError(
-            404, "ErrorItemNotFound", "The specified object was not found in the store."
-        )
+        raise _meeting_not_found()
     return _meeting_response(meeting, version, user_id, 200)
+
+
+@bp.patch(_MEETING)
+def update_meeting(version: str, user_id: str, meeting_id: str) -> Response:
+    """PATCH /{version}/users/{userId}/onlineMeetings/{meetingId}."""
+    tenant, user = _authorized_organizer(user_id)
+    body = _json_body()
+    problem = schema.meeting_problem(body, version)
+    if problem:
+        raise GraphError(400, "BadRequest", problem)
+    try:
+        meeting = current_state().meetings.update(
+            tenant.id, user.id, meeting_id, lambda current: apply_update(current, body, version)
+        )
+    except UpdateRejected as exc:
+        raise GraphError(400, "BadRequest", str(exc)) from exc
+    if meeting is None:
+        raise _meeting_not_found()
+    return _meeting_response(meeting, version, user_id, 200)
+
+
+@bp.delete(_MEETING)
+def delete_meeting(version: str, user_id: str, meeting_id: str) -> Response:
+    """DELETE /{version}/users/{userId}/onlineMeetings/{meetingId}."""
+    tenant, user = _authorized_organizer(user_id)
+    if not current_state().meetings.delete(tenant.id, user.id, meeting_id):
+        raise _meeting_not_found()
+    response = Response(status=204)
+    del response.headers["Content-Type"]  # no body, so no type (as Graph answers)
+    return response
+
+
+def _meeting_not_found() -> GraphError:
+    return GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
 
 
 def _authorized_organizer(user_id: str) -> tuple[Tenant, User]:

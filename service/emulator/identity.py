@@ -117,14 +117,15 @@ def token(tenant_id: str) -> Any:
     _check_scope(scope, state.audience)
     client_auth.authenticate(app, presented, _token_endpoint_audiences(tenant))
     issued = state.tokens.issue(tenant.id, app.client_id, presented.kind or "secret")
-    return jsonify(
-        {
-            "token_type": "Bearer",
-            "expires_in": issued.expires_in,
-            "ext_expires_in": issued.expires_in,
-            "access_token": issued.access_token,
-        }
-    )
+    answer: dict[str, Any] = {
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+        "ext_expires_in": issued.expires_in,
+    }
+    if issued.refresh_in is not None:  # only when configured (refreshInSeconds)
+        answer["refresh_in"] = issued.refresh_in
+    answer["access_token"] = issued.access_token
+    return jsonify(answer)
 
 
 def describe_token_request() -> dict[str, Any]:

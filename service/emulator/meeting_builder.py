@@ -97,11 +97,13 @@ def _participants(tenant_id: str, organizer: User, requested: dict[str, Any]) ->
             },
         },
     }
-    participants["attendees"] = [
-        {**attendee, "role": attendee.get("role") or "attendee"}
-        for attendee in requested.get("attendees") or []
-    ]
+    participants["attendees"] = attendee_list(requested.get("attendees") or [])
     return participants
+
+
+def attendee_list(requested: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Attendees as Graph stores them: an attendee without a role is an "attendee"."""
+    return [{**attendee, "role": attendee.get("role") or "attendee"} for attendee in requested]
 
 
 def _join_url(host: str, thread_id: str, message_id: str, tenant_id: str, organizer: User) -> str:

@@ -3,6 +3,14 @@
 The lookup and the insert happen under one lock, so any number of simultaneous
 createOrGet calls for one identity create exactly one meeting: the first caller
 builds it (201) and every other caller gets that same object back (200).
+
+A PATCH replaces the stored object with an updated copy (readers keep the object they
+were given, which never changes). A DELETE removes the meeting: GET, PATCH and DELETE
+of its id find nothing afterwards, and its identity is freed, so createOrGet with the
+same (tenant, user, externalId) creates a new meeting with a new id (201). Real Graph
+does not document what createOrGet does after a delete; freeing the identity is the
+emulator's choice, and the service does not rely on it. Deleted meetings stay in the
+snapshot, marked ``deleted``, so counts of created meetings never go down.
 """
 
 from __future__ import annotations
@@ -24,16 +32,19 @@ class MeetingKey(NamedTuple):
 @dataclass
 class _Entry:
     key: MeetingKey
-    meeting: Meeting  # never changed once stored, so it can be shared with readers
-    created: int = 1  # 201s produced for this identity
-    returned: int = 0  # 200s produced for this identity
+    meeting: Meeting  # replaced, never changed in place, so it can be shared with readers
+    created: int = 1  # 201s produced for this meeting
+    returned: int = 0  # 200s produced for this meeting by createOrGet
+    patched: int = 0  # successful PATCHes
+    deleted: bool = False
 
 
 class MeetingStore:
     def __init__(self, lock: threading.RLock) -> None:
         self._lock = lock
-        self._by_key: dict[MeetingKey, _Entry] = {}
-        self._by_id: dict[tuple[str, str, str], _Entry] = {}
+        self._by_key: dict[MeetingKey, _Entry] = {}  # live meetings only
+        self._by_id: dict[tuple[str, str, str], _Entry] = {}  # live meetings only
+        self._history: list[_Entry] = []  # every meeting ever created, deleted ones too
 
     def create_or_get(self, key: MeetingKey, build: Callable[[], Meeting]) -> tuple[Meeting, bool]:
         """Return (meeting, created). ``build`` runs only for a new identity."""
@@ -45,20 +56,55 @@ class MeetingStore:
             entry = _Entry(key=key, meeting=build())
             self._by_key[key] = entry
             self._by_id[(key.tenant_id, key.user_id, entry.meeting["id"])] = entry
+            self._history.append(entry)
             return entry.meeting, True
 
     def get(self, tenant_id: str, user_id: str, meeting_id: str) -> Meeting | None:
+        """The live meeting with this id, organised by this user; None if unknown or deleted."""
         with self._lock:
             entry = self._by_id.get((tenant_id, user_id, meeting_id))
         return None if entry is None else entry.meeting
+
+    def find(self, meeting_id: str) -> Meeting | None:
+        """The live meeting with this id, whoever organises it (for the admin API)."""
+        with self._lock:
+            return next(
+                (e.meeting for e in self._by_id.values() if e.meeting["id"] == meeting_id), None
+            )
+
+    def update(
+        self, tenant_id: str, user_id: str, meeting_id: str, change: Callable[[Meeting], Meeting]
+    ) -> Meeting | None:
+        """Store ``change(meeting)`` and return it; None if there is no such live meeting.
+
+        ``change`` runs under the lock; if it raises, the meeting stays as it was.
+        """
+        with self._lock:
+            entry = self._by_id.get((tenant_id, user_id, meeting_id))
+            if entry is None:
+                return None
+            entry.meeting = change(entry.meeting)
+            entry.patched += 1
+            return entry.meeting
+
+    def delete(self, tenant_id: str, user_id: str, meeting_id: str) -> bool:
+        """Delete a live meeting and free its identity; False if there is none."""
+        with self._lock:
+            entry = self._by_id.pop((tenant_id, user_id, meeting_id), None)
+            if entry is None:
+                return False
+            del self._by_key[entry.key]
+            entry.deleted = True
+            return True
 
     def clear(self) -> None:
         with self._lock:
             self._by_key.clear()
             self._by_id.clear()
+            self._history.clear()
 
     def snapshot(self) -> list[dict[str, Any]]:
-        """One row per identity with how many 201s and 200s it produced."""
+        """One row per meeting ever created (oldest first), deleted ones included."""
         with self._lock:
             return [
                 {
@@ -68,6 +114,8 @@ class MeetingStore:
                     "meetingId": entry.meeting["id"],
                     "created": entry.created,
                     "returned": entry.returned,
+                    "patched": entry.patched,
+                    "deleted": entry.deleted,
                 }
-                for entry in self._by_key.values()
+                for entry in self._history
             ]

@@ -1,4 +1,4 @@
-"""Request-body validation against the Graph contract extract.
+"""Request-body validation against the Graph contract extract, and what it declares.
 
 The emulator ships its own copy of the contract (``contract/createOrGet.*.json``,
 copied verbatim from ``shared/graph-contract``) so it runs without the shared
@@ -50,9 +50,50 @@ def validator(entrypoint: str, version: str) -> Any:
 
 def request_problem(body: Any, version: str) -> str | None:
     """Describe what makes a createOrGet body invalid, or return None if it is valid."""
+    return _problem("createOrGetRequestBody", body, version)
+
+
+def meeting_problem(body: Any, version: str) -> str | None:
+    """Describe what makes a PATCH body invalid, or return None if it is valid.
+
+    The contract's PATCH request schema is the onlineMeeting schema itself. A stored
+    meeting is read through both versions, so the body is checked against the
+    requested version first (its message wins) and then against the others: a v1.0
+    PATCH must not store a value the beta schema would refuse in a later beta GET.
+    """
+    for each in (version, *(v for v in VERSIONS if v != version)):
+        problem = _problem("onlineMeeting", body, each)
+        if problem:
+            return problem if each == version else f"{problem} (in the {each} schema)"
+    return None
+
+
+@cache
+def properties(schema_name: str, version: str) -> frozenset[str]:
+    """The property names a contract schema declares, through its ``allOf`` bases."""
+    schemas = contract_document(version)["components"]["schemas"]
+    names: set[str] = set()
+    pending = [schemas[schema_name]]
+    while pending:
+        schema = pending.pop()
+        names.update(schema.get("properties", {}))
+        for part in schema.get("allOf", []):
+            ref = part.get("$ref", "")
+            pending.append(schemas[ref.rsplit("/", 1)[-1]] if ref else part)
+    return frozenset(names)
+
+
+@cache
+def updatable_properties(version: str) -> frozenset[str]:
+    """The onlineMeeting properties the contract's PATCH operation lists as updatable."""
+    path = contract_document(version)["paths"]["/users/{user-id}/onlineMeetings/{onlineMeeting-id}"]
+    return frozenset(path["patch"]["x-ms-updatable-properties-v1.0-docs"])
+
+
+def _problem(entrypoint: str, body: Any, version: str) -> str | None:
     # best_match looks inside anyOf branches, so the message names the actual field
     # (e.g. an attendee's role) rather than "participants is not valid under any ...".
-    error = best_match(validator("createOrGetRequestBody", version).iter_errors(body))
+    error = best_match(validator(entrypoint, version).iter_errors(body))
     if error is None:
         return None
     where = "/".join(str(part) for part in error.absolute_path)

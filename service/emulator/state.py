@@ -36,7 +36,9 @@ class EmulatorState:
         return cls(
             audience=audience,
             directory=Directory(config, lock),
-            tokens=TokenIssuer(audience, config.token_lifetime_seconds, lock),
+            tokens=TokenIssuer(
+                audience, config.token_lifetime_seconds, lock, config.refresh_in_seconds
+            ),
             meetings=MeetingStore(lock),
             faults=FaultPlan(lock),
             stats=Stats(lock),

@@ -11,7 +11,7 @@ from collections import defaultdict, deque
 from typing import Any
 
 MAX_RECORDS = 10_000  # bounded, so a long load run cannot exhaust memory
-OPERATIONS = ("createOrGet", "token", "discovery", "getMeeting")
+OPERATIONS = ("createOrGet", "token", "discovery", "getMeeting", "patchMeeting", "deleteMeeting")
 
 
 class Stats:

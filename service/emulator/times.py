@@ -34,7 +34,10 @@ def parse(value: str) -> int:
     if match is None:
         raise ValueError(f"'{value}' is not a valid DateTimeOffset")
     offset = match["offset"]
-    whole = datetime.fromisoformat(match["base"] + ("+00:00" if offset == "Z" else offset))
+    try:
+        whole = datetime.fromisoformat(match["base"] + ("+00:00" if offset == "Z" else offset))
+    except ValueError as exc:  # e.g. 30 February: matches the pattern, but no such day
+        raise ValueError(f"'{value}' is not a valid DateTimeOffset: {exc}") from exc
     fraction = (match["fraction"] or "")[:7].ljust(7, "0")
     return int(whole.timestamp()) * TICKS_PER_SECOND + int(fraction)
 

@@ -37,14 +37,22 @@ class AccessClaims:
 class IssuedToken:
     access_token: str
     expires_in: int
+    refresh_in: int | None = None  # seconds after which a client should refresh early
 
 
 class TokenIssuer:
     """Signs access tokens for one audience and checks them on the way back in."""
 
-    def __init__(self, audience: str, lifetime_seconds: int, lock: threading.RLock) -> None:
+    def __init__(
+        self,
+        audience: str,
+        lifetime_seconds: int,
+        lock: threading.RLock,
+        refresh_in_seconds: int | None = None,
+    ) -> None:
         self.audience = audience
         self._lifetime = lifetime_seconds
+        self._refresh_in = refresh_in_seconds
         self._lock = lock
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         der = self._key.public_key().public_bytes(
@@ -81,7 +89,9 @@ class TokenIssuer:
         )
         with self._lock:
             self._live.add(token_id)
-        return IssuedToken(access_token=token, expires_in=self._lifetime)
+        return IssuedToken(
+            access_token=token, expires_in=self._lifetime, refresh_in=self._refresh_in
+        )
 
     def check(self, token: str) -> AccessClaims:
         """Return the claims of a valid token or raise TokenRejected.

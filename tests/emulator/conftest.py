@@ -2,7 +2,8 @@
 
 Each test starts from a clean emulator (meetings, stats, faults and rate limits reset).
 Every Graph response goes through GraphClient, which validates its body against the
-contract, so no test can forget to.
+contract (and every request body it sends, unless told the body is meant to be invalid),
+so no test can forget to.
 """
 
 from __future__ import annotations
@@ -103,14 +104,48 @@ class GraphClient:
         return self.checked(response, version)
 
     def get_meeting(
-        self, user_id: str, meeting_id: str, version: str = "v1.0"
+        self, user_id: str, meeting_id: str, version: str = "v1.0", *, token: str | None = None
     ) -> requests.Response:
         response = self.http.get(
-            f"{self.emulator.base_url}/{version}/users/{user_id}/onlineMeetings/{meeting_id}",
-            headers=self._headers(None, None),
+            self._meeting_url(user_id, meeting_id, version),
+            headers=self._headers(token, None),
             timeout=30,
         )
         return self.checked(response, version)
+
+    def update_meeting(
+        self,
+        user_id: str,
+        meeting_id: str,
+        body: Any,
+        version: str = "v1.0",
+        *,
+        token: str | None = None,
+        valid_request: bool = True,
+    ) -> requests.Response:
+        """PATCH; the body is checked against the contract's PATCH schema first."""
+        if valid_request:
+            validator("onlineMeeting", version).validate(body)
+        response = self.http.patch(
+            self._meeting_url(user_id, meeting_id, version),
+            json=body,
+            headers=self._headers(token, None),
+            timeout=30,
+        )
+        return self.checked(response, version)
+
+    def delete_meeting(
+        self, user_id: str, meeting_id: str, version: str = "v1.0", *, token: str | None = None
+    ) -> requests.Response:
+        response = self.http.delete(
+            self._meeting_url(user_id, meeting_id, version),
+            headers=self._headers(token, None),
+            timeout=30,
+        )
+        return self.checked(response, version)
+
+    def _meeting_url(self, user_id: str, meeting_id: str, version: str) -> str:
+        return f"{self.emulator.base_url}/{version}/users/{user_id}/onlineMeetings/{meeting_id}"
 
     def _headers(self, token: str | None, extra: dict[str, str] | None) -> dict[str, str]:
         bearer = self.token if token is None else token
@@ -122,6 +157,9 @@ class GraphClient:
         """Validate the body and the headers every Graph response carries."""
         for header in ("request-id", "client-request-id", "x-ms-ags-diagnostic", "Date"):
             assert header in response.headers, f"missing {header}"
+        if response.status_code == 204:
+            assert response.content == b"" and "Content-Type" not in response.headers
+            return response
         entrypoint = "onlineMeeting" if response.status_code < 400 else "errorBody"
         validator(entrypoint, version).validate(response.json())
         if response.status_code >= 400:

@@ -60,6 +60,8 @@ def test_created_then_the_same_meeting_returned_unchanged(
         "meetingId": meeting["id"],
         "created": 1,
         "returned": 1,
+        "patched": 0,
+        "deleted": False,
     }
 
 

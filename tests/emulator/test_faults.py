@@ -1,4 +1,7 @@
-"""Fault injection, rate limiting and concurrency, through the admin API."""
+"""Fault injection, rate limiting and concurrency, through the admin API.
+
+createOrGet first, then the operations on one meeting (GET, PATCH, DELETE).
+"""
 
 from __future__ import annotations
 
@@ -221,3 +224,132 @@ def test_fifty_simultaneous_identical_calls_create_one_meeting(
     assert len({a.json()["id"] for a in answers}) == 1
     [row] = emulator.stats()["meetings"]
     assert (row["created"], row["returned"]) == (1, 49)
+
+
+# --- faults on the operations on one meeting ---------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["patchMeeting", "graph", "any"])
+def test_patch_faults_leave_the_meeting_unchanged(
+    graph: Any, setup: EmulatorSetup, emulator: EmulatorHandle, target: str
+) -> None:
+    meeting = graph.create_or_get(setup.user_with_policy, body()).json()
+    emulator.add_fault(target=target, status=429, retryAfter="3", count=1)
+    emulator.add_fault(target=target, status=503, retryAfter="1", count=1)
+
+    throttled = graph.update_meeting(setup.user_with_policy, meeting["id"], {"subject": "a"})
+    unavailable = graph.update_meeting(setup.user_with_policy, meeting["id"], {"subject": "b"})
+    unchanged = emulator.meeting(meeting["id"])
+    served = graph.update_meeting(setup.user_with_policy, meeting["id"], {"subject": "c"})
+
+    assert (throttled.status_code, throttled.headers["Retry-After"]) == (429, "3")
+    assert throttled.json()["error"]["code"] == "TooManyRequests"
+    assert (unavailable.status_code, unavailable.headers["Retry-After"]) == (503, "1")
+    assert unchanged is not None and unchanged["subject"] is None
+    assert served.status_code == 200 and served.json()["subject"] == "c"
+    assert emulator.meeting_info(meeting["id"])["patched"] == 1
+    assert [o["status"] for o in emulator.operations_for(meeting["id"])] == [429, 503, 200]
+
+
+@pytest.mark.parametrize("target", ["deleteMeeting", "graph", "any"])
+def test_delete_faults_leave_the_meeting_in_place(
+    graph: Any, setup: EmulatorSetup, emulator: EmulatorHandle, target: str
+) -> None:
+    meeting = graph.create_or_get(setup.user_with_policy, body()).json()
+    emulator.add_fault(target=target, status=503, retryAfter="2", count=1)
+
+    refused = graph.delete_meeting(setup.user_with_policy, meeting["id"])
+    still_there = emulator.meeting(meeting["id"])
+    deleted = graph.delete_meeting(setup.user_with_policy, meeting["id"])
+
+    assert (refused.status_code, refused.headers["Retry-After"]) == (503, "2")
+    assert still_there is not None
+    assert deleted.status_code == 204
+    assert emulator.stats()["calls"]["deleteMeeting"] == {"503": 1, "204": 1}
+
+
+def test_meeting_targets_reach_only_their_operation(
+    graph: Any, setup: EmulatorSetup, emulator: EmulatorHandle
+) -> None:
+    meeting = graph.create_or_get(setup.user_with_policy, body()).json()
+    emulator.add_fault(target="patchMeeting", status=500)
+    emulator.add_fault(target="deleteMeeting", status=502)
+    emulator.add_fault(target="getMeeting", status=504)
+
+    assert graph.create_or_get(setup.user_with_policy, body()).status_code == 201
+    assert graph.get_meeting(setup.user_with_policy, meeting["id"]).status_code == 504
+    assert graph.update_meeting(setup.user_with_policy, meeting["id"], {}).status_code == 500
+    assert graph.delete_meeting(setup.user_with_policy, meeting["id"]).status_code == 502
+
+
+def test_a_lost_delete_answer_then_the_retry_finds_nothing(
+    graph: Any, setup: EmulatorSetup, emulator: EmulatorHandle
+) -> None:
+    # The meeting is deleted, but the client sees a 504: its retry gets 404.
+    meeting = graph.create_or_get(setup.user_with_policy, body()).json()
+    emulator.add_fault(target="deleteMeeting", status=504, afterProcessing=True, count=1)
+
+    lost = graph.delete_meeting(setup.user_with_policy, meeting["id"])
+    retried = graph.delete_meeting(setup.user_with_policy, meeting["id"])
+
+    assert lost.status_code == 504
+    assert retried.status_code == 404
+    assert emulator.meeting(meeting["id"]) is None
+
+
+def test_a_reset_patch_changes_nothing_unless_after_processing(
+    graph: Any, setup: EmulatorSetup, emulator: EmulatorHandle
+) -> None:
+    meeting = graph.create_or_get(setup.user_with_policy, body()).json()
+    emulator.add_fault(target="patchMeeting", reset=True, count=1)
+    emulator.add_fault(target="patchMeeting", reset=True, afterProcessing=True, count=1)
+
+    with pytest.raises(requests.ConnectionError):
+        graph.update_meeting(setup.user_with_policy, meeting["id"], {"subject": "first"})
+    before = emulator.meeting(meeting["id"])
+    with pytest.raises(requests.ConnectionError):
+        graph.update_meeting(setup.user_with_policy, meeting["id"], {"subject": "second"})
+    after = emulator.meeting(meeting["id"])
+
+    assert before is not None and before["subject"] is None
+    assert after is not None and after["subject"] == "second"
+    assert emulator.stats()["calls"]["patchMeeting"] == {"reset": 2}
+
+
+def test_latency_on_delete_then_served(
+    graph: Any, setup: EmulatorSetup, emulator: EmulatorHandle
+) -> None:
+    meeting = graph.create_or_get(setup.user_with_policy, body()).json()
+    emulator.add_fault(target="deleteMeeting", latencyMs=300, count=1)
+
+    started = time.monotonic()
+    deleted = graph.delete_meeting(setup.user_with_policy, meeting["id"])
+
+    assert deleted.status_code == 204
+    assert time.monotonic() - started >= 0.3
+
+
+def test_an_organizer_filter_applies_to_patch(
+    graph: Any, setup: EmulatorSetup, emulator: EmulatorHandle
+) -> None:
+    other = str(uuid.uuid4())
+    emulator.set_user(setup.tenant_id, other, access_policy=True)
+    mine = graph.create_or_get(setup.user_with_policy, body()).json()
+    theirs = graph.create_or_get(other, body()).json()
+    emulator.add_fault(target="patchMeeting", status=503, organizerId=setup.user_with_policy)
+
+    assert graph.update_meeting(other, theirs["id"], {"subject": "x"}).status_code == 200
+    assert graph.update_meeting(setup.user_with_policy, mine["id"], {}).status_code == 503
+
+
+def test_rate_limit_on_patch(graph: Any, setup: EmulatorSetup, emulator: EmulatorHandle) -> None:
+    meeting = graph.create_or_get(setup.user_with_policy, body()).json()
+    emulator.rate_limit("patchMeeting", 2)
+
+    statuses = [
+        graph.update_meeting(setup.user_with_policy, meeting["id"], {}).status_code
+        for _ in range(3)
+    ]
+
+    assert statuses == [200, 200, 429]
+    assert graph.create_or_get(setup.user_with_policy, body()).status_code == 201

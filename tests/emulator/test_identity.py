@@ -8,14 +8,18 @@ import time
 from typing import Any
 
 import jwt
+import msal
 import pytest
 
+from tests.emulator.conftest import msal_app
 from tests.support.emulator import (
     EmulatorHandle,
     EmulatorSetup,
     TrustingSession,
+    default_config,
     make_certificate_credential,
     make_federated_issuer,
+    start_emulator,
 )
 
 GRAPH_SCOPE = ["https://graph.microsoft.com/.default"]
@@ -289,3 +293,77 @@ def test_stats_never_hold_secrets_assertions_or_tokens(
     assert setup.client_secret not in dumped
     assert "eyJ" not in dumped  # no JWT of any kind: assertion or access token
     assert all(r["access_token"][:40] not in dumped for r in issued)
+
+
+# --- refresh_in (proactive refresh) ---------------------------------------------------------
+
+
+def token_response(emulator: EmulatorHandle, setup: EmulatorSetup) -> dict[str, Any]:
+    with emulator.session() as http:
+        response = http.post(
+            f"{emulator.authority_host}/{setup.tenant_id}/oauth2/v2.0/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": setup.client_id,
+                "client_secret": setup.client_secret,
+                "scope": GRAPH_SCOPE[0],
+            },
+            timeout=10,
+        )
+    assert response.status_code == 200
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def test_no_refresh_in_unless_configured(emulator: EmulatorHandle, setup: EmulatorSetup) -> None:
+    answer = token_response(emulator, setup)
+
+    assert "refresh_in" not in answer
+    assert answer["expires_in"] == answer["ext_expires_in"] == 3600
+
+
+def test_msal_refreshes_after_refresh_in_and_keeps_the_cached_token_on_most_failures(
+    tmp_path: Any,
+) -> None:
+    """MSAL 1.x: after ``refresh_in`` a cached token is "aging"; MSAL then asks Entra.
+
+    An error answer (4xx, e.g. 429) or a transport error (reset) gives back the cached,
+    still valid token. A 5xx does not: MSAL raises MsalServiceError although it holds a
+    valid token (msal/application.py only falls back for RequestException and error
+    dicts; oauth2cli raises for status >= 500).
+    """
+    setup = default_config(tmp_path, refresh_in_seconds=1, token_lifetime_seconds=3600)
+    with start_emulator(tmp_path, setup.config) as emulator:
+        assert token_response(emulator, setup)["refresh_in"] == 1
+        app = msal_app(emulator, setup.tenant_id, setup.client_id, setup.client_secret)
+        first = app.acquire_token_for_client(GRAPH_SCOPE)
+        cached = app.acquire_token_for_client(GRAPH_SCOPE)
+        time.sleep(2.1)  # MSAL stores refresh_on in whole seconds and compares strictly
+        # retryAfter "0": otherwise MSAL replays the error for 5 s without asking again.
+        emulator.add_fault(target="token", status=429, retryAfter="0", count=1)
+        after_429 = app.acquire_token_for_client(GRAPH_SCOPE)
+        emulator.add_fault(target="token", reset=True, count=1)
+        after_reset = app.acquire_token_for_client(GRAPH_SCOPE)
+        emulator.add_fault(target="token", status=503, retryAfter="0", count=1)
+        with pytest.raises(msal.exceptions.MsalServiceError, match="HTTP Error: 503"):
+            app.acquire_token_for_client(GRAPH_SCOPE)
+        refreshed = app.acquire_token_for_client(GRAPH_SCOPE)
+        statuses = [r["status"] for r in emulator.stats()["tokenRequests"]]
+
+    assert first["token_source"] == "identity_provider" and "refresh_on" in first
+    assert (cached["token_source"], cached["access_token"]) == ("cache", first["access_token"])
+    assert (after_429["token_source"], after_429["access_token"]) == (
+        "cache",
+        first["access_token"],
+    )
+    assert after_reset["access_token"] == first["access_token"]
+    assert refreshed["token_source"] == "identity_provider"
+    assert refreshed["access_token"] != first["access_token"]
+    assert statuses == [200, 200, 429, "reset", 503, 200]
+
+
+def test_refresh_in_must_be_below_the_lifetime(tmp_path: Any) -> None:
+    setup = default_config(tmp_path, refresh_in_seconds=3600, token_lifetime_seconds=3600)
+
+    with pytest.raises(RuntimeError, match="refreshInSeconds must be a positive integer below"):
+        start_emulator(tmp_path, setup.config)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from service.emulator import times
 from service.emulator.config import ConfigError, parse_config
 from service.emulator.faults import FaultPlan, FaultSpecError
+from service.emulator.meeting_update import UpdateRejected, apply_update
+from service.emulator.meetings import MeetingKey, MeetingStore
 from service.emulator.tokens import TokenIssuer, TokenRejected
 from tests.support.contract import CONTRACT_DIR
 
@@ -58,6 +61,24 @@ def test_config_reports_every_problem_at_once() -> None:
     assert "tokenLifetimeSeconds must be a positive integer" in message
 
 
+@pytest.mark.parametrize("refresh_in", [0, -1, 3600, 7200, "60", True, 1.5])
+def test_refresh_in_must_be_a_positive_integer_below_the_lifetime(refresh_in: object) -> None:
+    with pytest.raises(ConfigError, match="refreshInSeconds"):
+        parse_config(
+            {"tenants": [{"id": "t"}], "tokenLifetimeSeconds": 3600, "refreshInSeconds": refresh_in}
+        )
+
+
+def test_refresh_in_is_optional_and_reaches_the_issued_token() -> None:
+    assert parse_config({"tenants": [{"id": "t"}]}).refresh_in_seconds is None
+    config = parse_config({"tenants": [{"id": "t"}], "refreshInSeconds": 1800})
+    issuer = TokenIssuer("https://graph.microsoft.com", 3600, threading.RLock(), 1800)
+
+    assert config.refresh_in_seconds == 1800
+    assert issuer.issue("t", "app", "secret").refresh_in == 1800
+    assert TokenIssuer("a", 60, threading.RLock()).issue("t", "app", "secret").refresh_in is None
+
+
 def test_config_needs_a_tenant() -> None:
     with pytest.raises(ConfigError, match="at least one tenant"):
         parse_config({})
@@ -85,6 +106,25 @@ def test_fault_targets_and_organizer_filter() -> None:
     assert plan.decide("token") is None
     assert plan.decide("createOrGet", "other") is None
     assert plan.decide("getMeeting", "abc") is not None
+
+
+@pytest.mark.parametrize(
+    ("target", "reached"),
+    [
+        ("patchMeeting", {"patchMeeting"}),
+        ("deleteMeeting", {"deleteMeeting"}),
+        ("getMeeting", {"getMeeting"}),
+        ("createOrGet", {"createOrGet"}),
+        ("graph", {"createOrGet", "getMeeting", "patchMeeting", "deleteMeeting"}),
+        ("any", {"createOrGet", "getMeeting", "patchMeeting", "deleteMeeting", "token"}),
+    ],
+)
+def test_each_target_reaches_exactly_its_operations(target: str, reached: set[str]) -> None:
+    operations = ("createOrGet", "getMeeting", "patchMeeting", "deleteMeeting", "token")
+    plan, _ = plan_with_clock()
+    plan.add({"target": target, "status": 503})
+
+    assert {op for op in operations if plan.decide(op) is not None} == reached
 
 
 @pytest.mark.parametrize(
@@ -143,3 +183,77 @@ def test_the_emulators_contract_copy_matches_the_shared_contract(version: str) -
     if not shared.exists():
         pytest.skip(f"shared contract not found at {CONTRACT_DIR}")
     assert (EMULATOR_DIR / "contract" / name).read_bytes() == shared.read_bytes()
+
+
+def stored_meeting() -> dict[str, Any]:
+    organizer = {
+        "upn": "ada@contoso.example",
+        "role": "presenter",
+        "identity": {"user": {"id": "abc", "tenantId": "t"}},
+    }
+    return {
+        "id": "m1",
+        "subject": None,
+        "startDateTime": "2027-01-01T09:00:00.0000000Z",
+        "endDateTime": "2027-01-01T10:00:00.0000000Z",
+        "participants": {"organizer": organizer, "attendees": [{"upn": "x@y.z"}]},
+    }
+
+
+def test_apply_update_returns_a_copy_and_never_changes_the_stored_meeting() -> None:
+    meeting = stored_meeting()
+    before = repr(meeting)
+
+    updated = apply_update(
+        meeting, {"subject": "s", "participants": {"attendees": []}, "@odata.type": "x"}, "v1.0"
+    )
+
+    assert repr(meeting) == before
+    assert updated["subject"] == "s"
+    assert updated["participants"] == {**meeting["participants"], "attendees": []}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"startDateTime": "2027-01-01T09:00:00Z"},
+        {"participants": None},
+        {"participants": {"organizer": {"upn": "bob@contoso.example"}}},
+        {"participants": {"organizer": {"identity": {"user": {"id": "ABD"}}}}},
+        {"creationDateTime": "2020-01-01T00:00:00Z"},
+    ],
+)
+def test_apply_update_rejections(body: dict[str, object]) -> None:
+    with pytest.raises(UpdateRejected):
+        apply_update(stored_meeting(), body, "v1.0")
+
+
+def test_the_store_frees_an_identity_on_delete_and_keeps_the_history() -> None:
+    store = MeetingStore(threading.RLock())
+    key = MeetingKey("t", "u", "booking-1")
+    first, _ = store.create_or_get(key, lambda: {"id": "m1"})
+
+    assert store.delete("t", "u", "m1") is True
+    assert store.delete("t", "u", "m1") is False
+    assert store.update("t", "u", "m1", lambda m: m) is None
+    second, created = store.create_or_get(key, lambda: {"id": "m2"})
+
+    assert created and second["id"] == "m2" and store.get("t", "u", "m1") is None
+    assert [(r["meetingId"], r["deleted"]) for r in store.snapshot()] == [
+        ("m1", True),
+        ("m2", False),
+    ]
+
+
+def test_a_rejected_update_leaves_the_store_unchanged() -> None:
+    store = MeetingStore(threading.RLock())
+    store.create_or_get(MeetingKey("t", "u", "e"), lambda: {"id": "m1", "subject": "a"})
+
+    def refuse(meeting: dict[str, object]) -> dict[str, object]:
+        raise UpdateRejected("no")
+
+    with pytest.raises(UpdateRejected):
+        store.update("t", "u", "m1", refuse)
+
+    assert store.get("t", "u", "m1") == {"id": "m1", "subject": "a"}
+    assert store.snapshot()[0]["patched"] == 0

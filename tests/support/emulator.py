@@ -18,13 +18,22 @@ API (kept small and stable):
   ``clear_faults()``, ``rate_limit(target, per_second)``, ``revoke_tokens()``, ``reset()``,
   ``set_user(tenant_id, user_id, *, access_policy=None, display_name=None, upn=None)``,
   ``meetings_for(external_id)``, ``requests_for(external_id)``,
+  ``meeting(meeting_id) -> dict | None``, ``meeting_info(meeting_id) -> dict | None``,
+  ``live_meetings_for(external_id) -> int``, ``operations_for(meeting_id) -> list[dict]``,
   ``get_token(tenant_id, client_id, client_secret)``, ``session()``, ``log()``, ``stop()``;
   a context manager that stops the process on exit.
 - ``TrustingSession(ca_bundle)``: a requests.Session that always verifies with that CA
   (for MSAL's ``http_client``).
 - ``make_certificate_credential(tmp_path) -> (pem_path, cert_pem)``
 - ``make_federated_issuer(tmp_path) -> FederatedIssuer``
-- ``default_config(tmp_path, ...) -> EmulatorSetup`` (``.config`` is the dict to start with)
+- ``default_config(tmp_path, ..., refresh_in_seconds=None) -> EmulatorSetup`` (``.config``
+  is the dict to start with; ``refresh_in_seconds`` makes token responses carry
+  ``refresh_in``)
+
+Meetings can be patched and deleted through Graph. A deleted meeting is gone (Graph
+answers 404 for its id) and its identity is freed: createOrGet with the same externalId
+creates a new meeting. ``meetings_for`` still counts every meeting ever created for an
+externalId; ``live_meetings_for`` counts those not deleted.
 
 Certificate-verification note: this machine sets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE, and
 requests lets those override a Session's ``verify`` attribute. So every call here passes
@@ -182,6 +191,41 @@ class EmulatorHandle:
         """The recorded createOrGet requests (oldest first) whose body had this externalId."""
         return self._requests_for(self.stats(), external_id)
 
+    def meeting(self, meeting_id: str) -> dict[str, Any] | None:
+        """The live meeting as the emulator stores it; None if unknown or deleted."""
+        response = self._admin("GET", f"meetings/{meeting_id}", allowed=(404,))
+        if response.status_code == 404:
+            return None
+        result: dict[str, Any] = response.json()
+        return result
+
+    def meeting_info(self, meeting_id: str) -> dict[str, Any] | None:
+        """The stats row of a meeting, deleted or not; None if it was never created.
+
+        ``{"tenantId", "userId", "externalId", "meetingId", "created", "returned",
+        "patched", "deleted"}``: ``returned`` counts createOrGet 200s, ``patched``
+        successful PATCHes.
+        """
+        rows = [m for m in self.stats()["meetings"] if m["meetingId"] == meeting_id]
+        return rows[-1] if rows else None
+
+    def live_meetings_for(self, external_id: str) -> int:
+        """How many meetings with this externalId exist now (created, not deleted)."""
+        return sum(
+            1
+            for m in self.stats()["meetings"]
+            if m["externalId"] == external_id and not m["deleted"]
+        )
+
+    def operations_for(self, meeting_id: str) -> list[dict[str, Any]]:
+        """The recorded GET, PATCH and DELETE requests for one meeting id, oldest first.
+
+        Each is ``{"operation": "getMeeting" | "patchMeeting" | "deleteMeeting",
+        "meetingId", "userId", "version", "status" (int, or "reset"), "body" (PATCH),
+        "clientRequestId", "requestId"}``; failed requests (404, faults) are included.
+        """
+        return [r for r in self.stats()["requests"] if r.get("meetingId") == meeting_id]
+
     @staticmethod
     def _requests_for(stats: dict[str, Any], external_id: str) -> list[dict[str, Any]]:
         return [
@@ -231,7 +275,9 @@ class EmulatorHandle:
                 self.process.wait(5)
         return self.process.returncode
 
-    def _admin(self, method: str, path: str, body: Any = None) -> requests.Response:
+    def _admin(
+        self, method: str, path: str, body: Any = None, *, allowed: tuple[int, ...] = ()
+    ) -> requests.Response:
         with requests.Session() as http:
             # No proxies or CA bundles from the environment: this is a loopback call.
             http.trust_env = False
@@ -242,7 +288,7 @@ class EmulatorHandle:
                 verify=self.ca_bundle,
                 timeout=ADMIN_TIMEOUT,
             )
-        if response.status_code >= 400:
+        if response.status_code >= 400 and response.status_code not in allowed:
             raise AssertionError(
                 f"emulator admin {method} {path} -> {response.status_code}: {response.text}"
             )
@@ -437,15 +483,20 @@ def default_config(
     any_user: bool = False,
     global_access_policy: bool = False,
     token_lifetime_seconds: int = 3600,
+    refresh_in_seconds: int | None = None,
 ) -> EmulatorSetup:
-    """A fresh tenant, app (secret + certificate + federated) and users, with new secrets."""
+    """A fresh tenant, app (secret + certificate + federated) and users, with new secrets.
+
+    ``refresh_in_seconds`` sets the config's ``refreshInSeconds`` (token responses then
+    carry ``refresh_in``, and MSAL refreshes cached tokens that much after issue).
+    """
     tenant_id, client_id = str(uuid.uuid4()), str(uuid.uuid4())
     client_secret = secrets.token_urlsafe(32)
     certificate_path, certificate_pem = make_certificate_credential(tmp_path)
     issuer = make_federated_issuer(tmp_path)
     subject = "system:serviceaccount:meetings:provisioning"
     with_policy, without_policy = str(uuid.uuid4()), str(uuid.uuid4())
-    config = {
+    config: dict[str, Any] = {
         "tenants": [
             {
                 "id": tenant_id,
@@ -484,6 +535,8 @@ def default_config(
         ],
         "tokenLifetimeSeconds": token_lifetime_seconds,
     }
+    if refresh_in_seconds is not None:
+        config["refreshInSeconds"] = refresh_in_seconds
     return EmulatorSetup(
         config=config,
         tenant_id=tenant_id,
