@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from flask import g, request
@@ -10,15 +11,18 @@ from flask_smorest import Blueprint
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import UnsupportedMediaType
 
-from service.booking import BookingRequest
+from service.booking import BookingRequest, MeetingChange
 from service.callers import Caller, authenticate
-from service.errors import InvalidRequest, Unauthenticated
+from service.errors import InvalidRequest, OrganizerNotAllowed, Unauthenticated
 from service.schemas import (
     BOOKING_ID,
     BOOKING_ID_RULE,
     BookingSchema,
+    MeetingChangeSchema,
     MeetingSchema,
     ProblemSchema,
+    UsageSchema,
+    is_guid,
     meeting_body,
 )
 from service.wiring import services
@@ -43,15 +47,31 @@ COMMON_ERRORS = {
     401: "No valid API key (`Authorization: Bearer <key>`)",
     503: "A dependency is unavailable; see Retry-After",
 }
+GRAPH_ERRORS = {
+    422: "Graph rejected the request (bad details, unknown organizer or meeting)",
+    502: "Graph refused the app (application access policy) or Entra rejected credentials",
+    504: "Graph did not answer in time; retrying is safe",
+}
 POST_ERRORS = {
     400: "Malformed JSON or invalid fields; `errors` names each",
-    403: "This caller may not book for this organizer",
+    403: "This caller may not book for this organizer (or any member of the pool)",
     409: "The booking exists with other details; `differingFields` names them",
     413: "The body exceeds the configured limit",
     415: "The body is not application/json",
-    422: "Graph rejected the request (bad details or unknown organizer)",
-    502: "Graph refused the app (application access policy) or Entra rejected credentials",
-    504: "Graph did not answer in time; retrying is safe",
+    429: "The organizer reached its monthly meeting limit (ORGANIZER_MONTHLY_LIMIT)",
+    **GRAPH_ERRORS,
+}
+PATCH_ERRORS = {
+    400: "Malformed JSON, invalid fields, or nothing to change; `errors` names each",
+    404: "No such booking, or it was cancelled",
+    413: "The body exceeds the configured limit",
+    415: "The body is not application/json",
+    **GRAPH_ERRORS,
+}
+DELETE_ERRORS = {
+    400: "Malformed bookingId",
+    404: "No such booking, or it was already cancelled (Graph is not called again)",
+    **GRAPH_ERRORS,
 }
 
 
@@ -133,13 +153,76 @@ class Meetings(MethodView):
 @blp.route("/meetings/<bookingId>")
 class Meeting(MethodView):
     @blp.response(200, MeetingSchema)
-    @document_errors({**COMMON_ERRORS, 400: "Malformed bookingId", 404: "No such booking"})
+    @document_errors(
+        {**COMMON_ERRORS, 400: "Malformed bookingId", 404: "No such booking, or cancelled"}
+    )
     def get(self, bookingId: str) -> Any:  # noqa: N803 - the path parameter's public name
         """The meeting provisioned for a booking by this caller"""
-        booking_id = bookingId
-        if not BOOKING_ID.match(booking_id):
-            raise InvalidRequest(
-                "The bookingId in the path is invalid.", {"bookingId": BOOKING_ID_RULE}
-            )
-        g.booking_id = booking_id
+        booking_id = checked_booking_id(bookingId)
         return meeting_body(services().provisioner.lookup(caller(), booking_id))
+
+    @blp.arguments(MeetingChangeSchema, error_status_code=400)
+    @blp.response(200, MeetingSchema, description="The meeting, as Graph has it after the change")
+    @document_errors({**COMMON_ERRORS, **PATCH_ERRORS})
+    def patch(self, change: MeetingChange, bookingId: str) -> Any:  # noqa: N803
+        """Reschedule: change the subject, both times, or the attendee list
+
+        The meeting keeps its id and join link. A later POST with the new details replays;
+        one with the old details is a 409. Concurrent changes of one booking are applied
+        one after the other (the last one wins).
+        """
+        booking_id = checked_booking_id(bookingId)
+        return meeting_body(services().lifecycle.reschedule(caller(), booking_id, change))
+
+    @blp.response(204, description="The meeting is deleted at Graph (or was already gone)")
+    @document_errors({**COMMON_ERRORS, **DELETE_ERRORS})
+    def delete(self, bookingId: str) -> Any:  # noqa: N803
+        """Cancel: delete the booking's meeting
+
+        GET then answers 404. A later POST of the same bookingId books a new meeting (a new
+        externalId generation), never the cancelled one.
+        """
+        booking_id = checked_booking_id(bookingId)
+        services().lifecycle.cancel(caller(), booking_id)
+        return "", 204
+
+
+@blp.route("/organizers/<organizerId>/usage")
+class OrganizerUsage(MethodView):
+    @blp.response(200, UsageSchema)
+    @document_errors(
+        {
+            **COMMON_ERRORS,
+            400: "organizerId is not a GUID",
+            403: "This caller may not book for this organizer",
+        }
+    )
+    def get(self, organizerId: str) -> Any:  # noqa: N803 - the path parameter's public name
+        """Meetings created for an organizer this month (UTC), and the limit"""
+        if not is_guid(organizerId):
+            raise InvalidRequest(
+                "The organizerId in the path is invalid.",
+                {"organizerId": "must be an Entra object ID (a GUID)"},
+            )
+        organizer_id = str(uuid.UUID(organizerId))
+        if not caller().may_book_for(organizer_id):
+            raise OrganizerNotAllowed(
+                f"Caller {caller().id!r} may not book for organizer {organizer_id}, so it "
+                "cannot see its usage either."
+            )
+        usage = services().quota.usage(organizer_id)
+        return {
+            "organizerId": usage.organizer_id,
+            "month": usage.month,
+            "created": usage.created,
+            "limit": usage.limit,
+        }
+
+
+def checked_booking_id(booking_id: str) -> str:
+    if not BOOKING_ID.match(booking_id):
+        raise InvalidRequest(
+            "The bookingId in the path is invalid.", {"bookingId": BOOKING_ID_RULE}
+        )
+    g.booking_id = booking_id
+    return booking_id

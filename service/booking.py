@@ -15,6 +15,7 @@ from typing import Any
 # The fields compared for the 409 rule, in the order they are reported.
 FINGERPRINT_FIELDS = (
     "organizerId",
+    "organizerPool",
     "subject",
     "startDateTime",
     "endDateTime",
@@ -23,14 +24,23 @@ FINGERPRINT_FIELDS = (
 )
 
 
-def external_id(namespace: uuid.UUID, caller_id: str, booking_id: str) -> str:
+def external_id(namespace: uuid.UUID, caller_id: str, booking_id: str, generation: int = 0) -> str:
     """Graph's externalId for a caller's booking: UUIDv5(namespace, "<caller>:<booking>").
 
     Deterministic, so every replica and every restart computes the same id, and Graph's
     createOrGet returns the same meeting even when our store has lost the booking. Caller
     ids cannot contain ':', so two (caller, booking) pairs never produce the same name.
+
+    A booking that was cancelled and booked again gets a new generation, and generation n
+    > 0 is UUIDv5 of "<caller>:<booking>:<n>": createOrGet must never hand back the
+    cancelled meeting. Booking ids may contain ':', but generation 0 has no suffix and
+    the store keeps the generation, so the id is only ever computed from (caller, booking,
+    generation) as stored, never parsed back.
     """
-    return str(uuid.uuid5(namespace, f"{caller_id}:{booking_id}"))
+    name = (
+        f"{caller_id}:{booking_id}" if generation == 0 else f"{caller_id}:{booking_id}:{generation}"
+    )
+    return str(uuid.uuid5(namespace, name))
 
 
 def graph_time(moment: datetime) -> str:
@@ -56,6 +66,23 @@ class Attendee:
         return {"upn": self.upn, "userId": self.user_id, "role": self.role}
 
 
+def normal_attendees(attendees: list[Attendee]) -> tuple[Attendee, ...]:
+    """Lower-case ids, sorted: the same people in another order or case compare equal."""
+    return tuple(
+        sorted(
+            (
+                Attendee(
+                    upn=a.upn.lower() if a.upn else None,
+                    user_id=a.user_id.lower() if a.user_id else None,
+                    role=a.role,
+                )
+                for a in attendees
+            ),
+            key=lambda a: (a.user_id or "", a.upn or "", a.role),
+        )
+    )
+
+
 @dataclass(frozen=True)
 class ChatInfo:
     thread_id: str | None
@@ -73,50 +100,46 @@ class ChatInfo:
 @dataclass(frozen=True)
 class BookingRequest:
     booking_id: str
+    # Empty while a pool request has not been given its organizer (service.organizers).
     organizer_id: str
     subject: str | None = None
     start: datetime | None = None
     end: datetime | None = None
     attendees: tuple[Attendee, ...] = field(default_factory=tuple)
     chat_info: ChatInfo | None = None
+    organizer_pool: str | None = None
 
     @classmethod
     def create(
         cls,
         *,
         booking_id: str,
-        organizer_id: str,
+        organizer_id: str | None = None,
+        organizer_pool: str | None = None,
         subject: str | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
         attendees: list[Attendee] | None = None,
         chat_info: ChatInfo | None = None,
     ) -> BookingRequest:
-        normal = sorted(
-            (
-                Attendee(
-                    upn=a.upn.lower() if a.upn else None,
-                    user_id=a.user_id.lower() if a.user_id else None,
-                    role=a.role,
-                )
-                for a in attendees or []
-            ),
-            key=lambda a: (a.user_id or "", a.upn or "", a.role),
-        )
         return cls(
             booking_id=booking_id,
-            organizer_id=organizer_id.lower(),
+            organizer_id=organizer_id.lower() if organizer_id else "",
+            organizer_pool=organizer_pool,
             subject=subject,
             start=start.astimezone(UTC) if start else None,
             end=end.astimezone(UTC) if end else None,
-            attendees=tuple(normal),
+            attendees=normal_attendees(attendees or []),
             chat_info=chat_info,
         )
 
     def fingerprint(self) -> dict[str, Any]:
         """The normal form the 409 rule compares; JSON-ready, stored with the meeting."""
         return {
-            "organizerId": self.organizer_id,
+            # A pool request is identified by its pool: the organizer picked for it is an
+            # outcome (kept in the record), not part of what the caller asked for.
+            "organizerId": None if self.organizer_pool else self.organizer_id,
+            "organizerPool": self.organizer_pool,
             "subject": self.subject,
             "startDateTime": graph_time(self.start) if self.start else None,
             "endDateTime": graph_time(self.end) if self.end else None,
@@ -145,3 +168,53 @@ class BookingRequest:
 def differing_fields(stored: dict[str, Any], requested: dict[str, Any]) -> list[str]:
     """Names of the fingerprint fields in which two requests for one booking disagree."""
     return [name for name in FINGERPRINT_FIELDS if stored.get(name) != requested.get(name)]
+
+
+@dataclass(frozen=True)
+class MeetingChange:
+    """A PATCH of a booking's meeting: only the fields given change."""
+
+    subject: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    attendees: tuple[Attendee, ...] | None = None  # the full new list when given
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        subject: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        attendees: list[Attendee] | None = None,
+    ) -> MeetingChange:
+        return cls(
+            subject=subject,
+            start=start.astimezone(UTC) if start else None,
+            end=end.astimezone(UTC) if end else None,
+            attendees=None if attendees is None else normal_attendees(attendees),
+        )
+
+    def applied_to(self, fingerprint: dict[str, Any]) -> dict[str, Any]:
+        """The fingerprint a POST must match once this change is made."""
+        changed = dict(fingerprint)
+        if self.subject is not None:
+            changed["subject"] = self.subject
+        if self.start is not None and self.end is not None:
+            changed["startDateTime"] = graph_time(self.start)
+            changed["endDateTime"] = graph_time(self.end)
+        if self.attendees is not None:
+            changed["attendees"] = [a.to_api() for a in self.attendees]
+        return changed
+
+    def graph_body(self) -> dict[str, Any]:
+        """The PATCH body: Graph needs both times together and the full attendee list."""
+        body: dict[str, Any] = {}
+        if self.subject is not None:
+            body["subject"] = self.subject
+        if self.start is not None and self.end is not None:
+            body["startDateTime"] = graph_time(self.start)
+            body["endDateTime"] = graph_time(self.end)
+        if self.attendees is not None:
+            body["participants"] = {"attendees": [a.to_graph() for a in self.attendees]}
+        return body

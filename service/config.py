@@ -6,6 +6,7 @@ whole list in one start-up error instead of one problem per restart.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable, Mapping
@@ -82,6 +83,9 @@ class Settings:
     # Consecutive Graph failures (5xx, timeouts, unreachable) that open the circuit; 0 = off.
     graph_circuit_failures: int = 5
     graph_circuit_cooldown: float = 15.0
+    # Graph allows 2,000 meetings per organizer per month; refuse (429) at this many.
+    organizer_monthly_limit: int = 2000
+    organizer_pools: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def authority(self) -> str:
@@ -186,6 +190,32 @@ class _Reader:
             return Credential(certificate_path=certificate)
         return Credential(federated_token_file=federated)
 
+    def pools(self) -> dict[str, tuple[str, ...]]:
+        """ORGANIZER_POOLS_FILE: {"pools": {"<name>": ["<organizer object id>", ...]}}."""
+        path = self.existing_file("ORGANIZER_POOLS_FILE")
+        if path is None or not path.is_file():
+            return {}
+        name = "ORGANIZER_POOLS_FILE"
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            self.problems.append(f"{name}: not readable JSON ({error})")
+            return {}
+        found = document.get("pools") if isinstance(document, dict) else None
+        if not isinstance(found, dict) or not found:
+            self.problems.append(f'{name}: expected {{"pools": {{"<name>": ["<guid>", ...]}}}}')
+            return {}
+        pools: dict[str, tuple[str, ...]] = {}
+        for pool, members in found.items():
+            if not isinstance(members, list) or not members:
+                self.problems.append(f"{name}: pool {pool!r} needs a non-empty list of GUIDs")
+                continue
+            try:
+                pools[pool] = tuple(str(uuid.UUID(str(member))) for member in members)
+            except ValueError:
+                self.problems.append(f"{name}: pool {pool!r} has a member that is not a GUID")
+        return pools
+
     def settings(self) -> Settings:
         cloud_name = (self.raw("GRAPH_CLOUD") or "global").lower()
         cloud = CLOUDS.get(cloud_name)
@@ -238,6 +268,8 @@ class _Reader:
             graceful_timeout=self.positive("GUNICORN_GRACEFUL_TIMEOUT", 30.0),
             graph_circuit_failures=self.count("GRAPH_CIRCUIT_FAILURES", 5),
             graph_circuit_cooldown=self.positive("GRAPH_CIRCUIT_COOLDOWN_SECONDS", 15.0),
+            organizer_monthly_limit=self.count("ORGANIZER_MONTHLY_LIMIT", 2000),
+            organizer_pools=self.pools(),
         )
         self.check_ordering(settings)
         if self.problems:

@@ -66,6 +66,39 @@ class BookingNotFound(ServiceError):
     title = "No meeting for this booking"
 
 
+class BookingCancelled(BookingNotFound):
+    slug = "booking-cancelled"
+    title = "This booking's meeting was cancelled"
+
+
+class QuotaExhausted(ServiceError):
+    status = 429
+    slug = "organizer-quota-exhausted"
+    title = "The organizer reached this month's meeting limit"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        organizer_id: str,
+        month: str,
+        created: int,
+        limit: int,
+        retry_after: int,
+    ) -> None:
+        super().__init__(
+            detail,
+            extensions={
+                "organizerId": organizer_id,
+                "month": month,
+                "created": created,
+                "limit": limit,
+                "retryAfterSeconds": retry_after,
+            },
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
 class BookingConflict(ServiceError):
     status = 409
     slug = "booking-conflict"

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import requests
 
@@ -37,6 +38,25 @@ class GraphResult:
     meeting: dict[str, Any]
     request_id: str | None
     client_request_id: str
+
+
+@dataclass(frozen=True)
+class Sent:
+    """An accepted answer to one logical Graph call."""
+
+    operation: str
+    response: requests.Response
+    client_request_id: str
+
+
+@dataclass(frozen=True)
+class _Call:
+    operation: str  # the metrics and log name
+    method: str
+    url: str
+    body: dict[str, Any] | None
+    client_request_id: str
+    accept: frozenset[int]
 
 
 @dataclass(frozen=True)
@@ -94,37 +114,99 @@ class GraphClient:
 
         Retrying a POST is safe here only because createOrGet is idempotent on (tenant,
         organizer, externalId): a retry after a lost response returns the meeting the first
-        attempt created instead of a second one. Do not reuse this loop for plain POSTs.
+        attempt created instead of a second one. Do not reuse this for plain POSTs.
         """
-        url = f"{self.root}/users/{organizer_id}/onlineMeetings/createOrGet"
+        return self._meeting(
+            self._send(
+                "createOrGet",
+                "POST",
+                f"/users/{organizer_id}/onlineMeetings/createOrGet",
+                body,
+                accept=frozenset({200, 201}),
+            )
+        )
+
+    def update(self, organizer_id: str, meeting_id: str, body: dict[str, Any]) -> GraphResult:
+        """PATCH /users/{organizer}/onlineMeetings/{id}. Retrying is safe: the same PATCH
+        applied twice leaves the meeting as applying it once does."""
+        return self._meeting(
+            self._send(
+                "updateMeeting",
+                "PATCH",
+                f"/users/{organizer_id}/onlineMeetings/{quote(meeting_id, safe='')}",
+                body,
+                accept=frozenset({200}),
+            )
+        )
+
+    def delete(self, organizer_id: str, meeting_id: str) -> bool:
+        """DELETE /users/{organizer}/onlineMeetings/{id}; False if Graph no longer had it.
+
+        404 counts as done: the meeting is gone either way, for instance because an earlier
+        attempt deleted it and only its answer was lost.
+        """
+        sent = self._send(
+            "deleteMeeting",
+            "DELETE",
+            f"/users/{organizer_id}/onlineMeetings/{quote(meeting_id, safe='')}",
+            None,
+            accept=frozenset({204, 200, 404}),
+        )
+        return sent.response.status_code != 404
+
+    def _meeting(self, sent: Sent) -> GraphResult:
+        response = sent.response
+        meeting = _json(response)
+        if not isinstance(meeting.get("id"), str):
+            self._raise_for(sent.operation, response, sent.client_request_id)
+        return GraphResult(
+            response.status_code == 201,
+            meeting,
+            response.headers.get("request-id"),
+            sent.client_request_id,
+        )
+
+    def _send(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        *,
+        accept: frozenset[int],
+    ) -> Sent:
+        """One logical Graph call: attempts until an accepted status, inside the budget."""
+        url = f"{self.root}{path}"
         budget = Budget(self.budget_seconds)
         # One id for the logical call, so Microsoft support can follow every attempt of it.
         client_request_id = str(uuid.uuid4())
+        call = _Call(operation, method, url, body, client_request_id, accept)
         token_refreshed = False
         while True:
             token = self.tokens.token()
             self._admit(client_request_id)
-            failure = self._attempt(url, body, token, client_request_id, budget)
-            if isinstance(failure, GraphResult):
-                return failure
-            if failure.reason == "401" and not token_refreshed:
+            outcome = self._attempt(call, token, budget)
+            if isinstance(outcome, Sent):
+                return outcome
+            if outcome.reason == "401" and not token_refreshed:
                 # The token expired or was revoked before MSAL's cache knew: get a new one,
                 # once. A second 401 means something else is wrong.
                 token_refreshed = True
                 self.tokens.invalidate()
                 continue
-            if failure.response is not None and failure.reason not in RETRY_REASONS:
-                self._raise_for(failure.response, client_request_id)
-            delay = budget.next_delay(failure.retry_after)
+            if outcome.response is not None and outcome.reason not in RETRY_REASONS:
+                self._raise_for(operation, outcome.response, client_request_id)
+            delay = budget.next_delay(outcome.retry_after)
             if delay > budget.remaining():
-                self._exhausted(failure, delay, client_request_id)
-            metrics.graph_retries.labels(reason=failure.reason).inc()
-            if failure.retry_after is not None:
-                metrics.graph_retry_after.inc(failure.retry_after)
+                self._exhausted(outcome, delay, client_request_id)
+            metrics.graph_retries.labels(reason=outcome.reason).inc()
+            if outcome.retry_after is not None:
+                metrics.graph_retry_after.inc(outcome.retry_after)
             logger.info(
-                "retrying createOrGet",
+                "retrying %s",
+                operation,
                 extra={
-                    "reason": failure.reason,
+                    "reason": outcome.reason,
                     "delay": round(delay, 3),
                     "clientRequestId": client_request_id,
                 },
@@ -147,70 +229,60 @@ class GraphClient:
                 extensions={"reason": "circuit_open", "clientRequestId": client_request_id},
             ) from None
 
-    def _attempt(
-        self,
-        url: str,
-        body: dict[str, Any],
-        token: str,
-        client_request_id: str,
-        budget: Budget,
-    ) -> GraphResult | _Failure:
+    def _attempt(self, call: _Call, token: str, budget: Budget) -> Sent | _Failure:
         # Never a zero timeout (requests would fail at once): the last attempt may overrun
         # the budget by this much at most.
         remaining = max(budget.remaining(), 0.1)
         timeout = (min(self.connect_timeout, remaining), min(self.read_timeout, remaining))
         headers = {
             "Authorization": f"Bearer {token}",
-            "client-request-id": client_request_id,
+            "client-request-id": call.client_request_id,
             "return-client-request-id": "true",
             "Accept": "application/json",
         }
         started = time.perf_counter()
         try:
-            response = self.session.post(url, json=body, headers=headers, timeout=timeout)
+            response = self.session.request(
+                call.method, call.url, json=call.body, headers=headers, timeout=timeout
+            )
         except requests.RequestException as error:
-            outcome = _transport_failure(error)
-            self._record(started, outcome, client_request_id)
+            reason = _transport_failure(error)
+            self._record(call, started, reason)
             self.breaker.record_failure()
-            return _Failure(outcome)
+            return _Failure(reason)
         status = response.status_code
+        self._record(call, started, str(status), response.headers.get("request-id"))
         # Any answer below 500 (a 429 too) shows Graph is up; 5xx and silence count
         # towards opening the circuit.
         if status >= 500:
             self.breaker.record_failure()
         else:
             self.breaker.record_success()
-        request_id = response.headers.get("request-id")
-        self._record(started, str(status), client_request_id, request_id)
-        if status in (200, 201):
-            meeting = _json(response)
-            if not isinstance(meeting.get("id"), str):
-                self._raise_for(response, client_request_id)
-            return GraphResult(status == 201, meeting, request_id, client_request_id)
+        if status in call.accept:
+            return Sent(call.operation, response, call.client_request_id)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return _Failure(str(status), retry_after, response)
 
     def _record(
-        self,
-        started: float,
-        outcome: str,
-        client_request_id: str,
-        request_id: str | None = None,
+        self, call: _Call, started: float, outcome: str, request_id: str | None = None
     ) -> None:
         elapsed = time.perf_counter() - started
-        metrics.graph_calls.labels(operation="createOrGet", status=outcome).inc()
-        metrics.graph_latency.labels(operation="createOrGet").observe(elapsed)
+        metrics.graph_calls.labels(operation=call.operation, status=outcome).inc()
+        metrics.graph_latency.labels(operation=call.operation).observe(elapsed)
         logger.info(
-            "graph createOrGet answered",
+            "graph %s answered",
+            call.operation,
             extra={
                 "graphStatus": outcome,
-                "clientRequestId": client_request_id,
+                "clientRequestId": call.client_request_id,
                 "graphRequestId": request_id,
                 "latencyMs": round(elapsed * 1000, 1),
             },
         )
 
-    def _raise_for(self, response: requests.Response, client_request_id: str) -> NoReturn:
+    def _raise_for(
+        self, operation: str, response: requests.Response, client_request_id: str
+    ) -> NoReturn:
         status = response.status_code
         found = _json(response).get("error")
         error: dict[str, Any] = found if isinstance(found, dict) else {}
@@ -224,7 +296,8 @@ class GraphClient:
             "client_request_id": client_request_id,
         }
         logger.warning(
-            "graph createOrGet failed",
+            "graph %s failed",
+            operation,
             extra={"graphStatus": status, "graphCode": details["code"]},
         )
         if status == 403:
@@ -232,6 +305,12 @@ class GraphClient:
                 "Microsoft Graph refused to create meetings for this organizer on behalf of "
                 "this app: the Teams application access policy is not granted. "
                 + ACCESS_POLICY_HELP,
+                **details,
+            )
+        if status == 404 and operation != "createOrGet":
+            raise GraphRejected(
+                "Microsoft Graph no longer has this booking's meeting (deleted outside this "
+                "service?). Cancel the booking (DELETE) and book it again to get a new one.",
                 **details,
             )
         if status == 404:
@@ -254,7 +333,7 @@ class GraphClient:
             )
         raise GraphUnexpected(
             f"Microsoft Graph answered {status} ({details['code']}), which this service does "
-            "not expect from createOrGet.",
+            f"not expect from {operation}.",
             **details,
         )
 

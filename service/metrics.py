@@ -62,6 +62,15 @@ draining = Gauge(
     "1 once the master got SIGTERM and is in its pre-stop delay (readiness answers 503)",
     multiprocess_mode="max",
 )
+organizer_month = Gauge(
+    "mps_organizer_meetings_month",
+    "Meetings this service created for an organizer in the current UTC month",
+    ["organizer"],
+    multiprocess_mode="mostrecent",
+)
+quota_rejections = Counter(
+    "mps_organizer_quota_rejections_total", "Bookings refused (429): organizer at its monthly limit"
+)
 redis_up = Gauge(
     "mps_redis_up", "1 if the last Redis command succeeded, else 0", multiprocess_mode="liveall"
 )

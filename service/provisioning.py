@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from service import metrics
 from service.booking import BookingRequest, differing_fields, external_id
@@ -24,12 +24,14 @@ from service.callers import Caller
 from service.config import Settings
 from service.errors import (
     BookingBusy,
+    BookingCancelled,
     BookingConflict,
     BookingNotFound,
-    OrganizerNotAllowed,
     StoreUnavailable,
 )
 from service.graph import GraphClient, GraphResult
+from service.organizers import Organizers
+from service.quota import OrganizerQuota
 from service.store import BookingStore
 
 logger = logging.getLogger(__name__)
@@ -51,64 +53,69 @@ class Provisioner:
         *,
         store: BookingStore,
         graph: GraphClient,
+        organizers: Organizers,
+        quota: OrganizerQuota,
         namespace: uuid.UUID,
         wait_seconds: float,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
         self.graph = graph
+        self.organizers = organizers
+        self.quota = quota
         self.namespace = namespace
         self.wait_seconds = wait_seconds
         self.sleep = sleep
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, store: BookingStore, graph: GraphClient
+        cls,
+        settings: Settings,
+        store: BookingStore,
+        graph: GraphClient,
+        organizers: Organizers,
+        quota: OrganizerQuota,
     ) -> Provisioner:
         return cls(
             store=store,
             graph=graph,
+            organizers=organizers,
+            quota=quota,
             namespace=settings.external_id_namespace,
             wait_seconds=settings.single_flight_wait,
         )
 
     def provision(self, caller: Caller, request: BookingRequest) -> Outcome:
-        if not caller.may_book_for(request.organizer_id):
-            raise OrganizerNotAllowed(
-                f"Caller {caller.id!r} may not book meetings for organizer "
-                f"{request.organizer_id}. Ask an operator to add the organizer to this "
-                "caller's entry in CLIENTS_FILE."
-            )
-        ext_id = external_id(self.namespace, caller.id, request.booking_id)
+        self.organizers.check(caller, request)
         try:
-            return self._single_flight(caller, request, ext_id)
+            return self._single_flight(caller, request)
         except StoreUnavailable:
+            if request.organizer_pool is not None:
+                # Without the store, the organizer picked earlier for this booking is
+                # unknown; picking again could create a second meeting under another one.
+                raise
             # Degraded on purpose: without Redis we cannot replay, detect conflicts or
             # coordinate, but createOrGet on the derived externalId still yields exactly one
             # meeting, so booking systems keep working through a Redis outage.
             logger.warning("store unavailable, calling Graph directly")
+            ext_id = external_id(self.namespace, caller.id, request.booking_id)
             result = self.graph.create_or_get(request.organizer_id, request.graph_body(ext_id))
-            return self._outcome(request, ext_id, result)
+            return self._outcome(request, ext_id, 0, result)
 
     def lookup(self, caller: Caller, booking_id: str) -> dict[str, Any]:
-        record = self.store.get(caller.id, booking_id)
-        if record is None:
-            raise BookingNotFound(
-                f"No meeting was provisioned for booking {booking_id!r} by this caller."
-            )
-        return record
+        return active(self.store.get(caller.id, booking_id), booking_id)
 
-    def _single_flight(self, caller: Caller, request: BookingRequest, ext_id: str) -> Outcome:
+    def _single_flight(self, caller: Caller, request: BookingRequest) -> Outcome:
         deadline = time.monotonic() + self.wait_seconds
         poll = FIRST_POLL
         waited = False
         while True:
             record = self.store.get(caller.id, request.booking_id)
-            if record is not None:
+            if is_active(record):
                 return self._replay(record, request, waited)
             token = self.store.acquire(caller.id, request.booking_id)
             if token is not None:
-                return self._as_owner(caller, request, ext_id, token, waited)
+                return self._as_owner(caller, request, token, waited)
             if not waited:
                 waited = True
                 metrics.meetings.labels(outcome="waited").inc()
@@ -123,7 +130,7 @@ class Provisioner:
             poll = min(LAST_POLL, poll * 2)
 
     def _as_owner(
-        self, caller: Caller, request: BookingRequest, ext_id: str, token: str, waited: bool
+        self, caller: Caller, request: BookingRequest, token: str, waited: bool
     ) -> Outcome:
         # The lock outlives the token and Graph budgets (checked in config), so normally
         # only its owner calls Graph. Should it expire early anyway (a paused worker), a
@@ -133,10 +140,18 @@ class Provisioner:
             # Re-read: the previous owner may have stored the meeting between our read and
             # our lock.
             record = self.store.get(caller.id, request.booking_id)
-            if record is not None:
+            if is_active(record):
                 return self._replay(record, request, waited)
-            result = self.graph.create_or_get(request.organizer_id, request.graph_body(ext_id))
-            outcome = self._outcome(request, ext_id, result)
+            # A cancelled booking booked again gets a new externalId generation, so Graph
+            # cannot hand back the cancelled meeting.
+            generation = record.get("generation", 0) + 1 if record else 0
+            request = self.organizers.assign(caller, request)
+            ext_id = external_id(self.namespace, caller.id, request.booking_id, generation)
+            with self.quota.reserve(request.organizer_id) as reservation:
+                result = self.graph.create_or_get(request.organizer_id, request.graph_body(ext_id))
+                if result.created:
+                    reservation.keep()
+            outcome = self._outcome(request, ext_id, generation, result)
             try:
                 self.store.put(caller.id, request.booking_id, outcome.record)
             except StoreUnavailable:
@@ -158,10 +173,14 @@ class Provisioner:
         metrics.meetings.labels(outcome="replayed").inc()
         return Outcome(record, created=False, replayed=True)
 
-    def _outcome(self, request: BookingRequest, ext_id: str, result: GraphResult) -> Outcome:
+    def _outcome(
+        self, request: BookingRequest, ext_id: str, generation: int, result: GraphResult
+    ) -> Outcome:
         metrics.meetings.labels(outcome="created" if result.created else "existing").inc()
         record = {
             "bookingId": request.booking_id,
+            "status": ACTIVE,
+            "generation": generation,
             "externalId": ext_id,
             "organizerId": request.organizer_id,
             "request": request.fingerprint(),
@@ -170,3 +189,26 @@ class Provisioner:
             "graphRequestId": result.request_id,
         }
         return Outcome(record, created=result.created, replayed=False)
+
+
+ACTIVE = "active"
+CANCELLED = "cancelled"
+
+
+def is_active(record: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+    # Records written before cancellation existed carry no status: they are active.
+    return record is not None and record.get("status", ACTIVE) == ACTIVE
+
+
+def active(record: dict[str, Any] | None, booking_id: str) -> dict[str, Any]:
+    """The record of a booking that has a live meeting, else the right 404."""
+    if record is None:
+        raise BookingNotFound(
+            f"No meeting was provisioned for booking {booking_id!r} by this caller."
+        )
+    if not is_active(record):
+        raise BookingCancelled(
+            f"The meeting of booking {booking_id!r} was cancelled at {record.get('cancelledAt')}."
+            " POST the booking again to get a new meeting."
+        )
+    return record

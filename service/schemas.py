@@ -14,11 +14,12 @@ from marshmallow import (
     ValidationError,
     fields,
     post_load,
+    pre_load,
     validate,
     validates_schema,
 )
 
-from service.booking import Attendee, BookingRequest, ChatInfo
+from service.booking import Attendee, BookingRequest, ChatInfo, MeetingChange
 
 BOOKING_ID_PATTERN = r"^[A-Za-z0-9._~:-]{1,128}$"
 BOOKING_ID = re.compile(BOOKING_ID_PATTERN)
@@ -129,7 +130,16 @@ class BookingSchema(Schema):
             "example": "room-42:2026-11-23T09:00",
         },
     )
-    organizerId = Guid(required=True, metadata={"description": "The organizer's Entra object ID"})
+    organizerId = Guid(
+        metadata={"description": "The organizer's Entra object ID (or give organizerPool)"}
+    )
+    organizerPool = fields.String(
+        validate=validate.Length(min=1, max=64),
+        metadata={
+            "description": "Instead of organizerId: a pool from ORGANIZER_POOLS_FILE; the "
+            "member with the most monthly quota left organizes the meeting, for good"
+        },
+    )
     subject = fields.String(validate=validate.Length(max=255))
     startDateTime = Rfc3339(metadata={"description": "Default: now (Graph's default)"})
     endDateTime = Rfc3339(metadata={"description": "Default: start + 1 hour (Graph's default)"})
@@ -137,6 +147,13 @@ class BookingSchema(Schema):
     chatInfo = fields.Nested(
         ChatInfoSchema, metadata={"description": "Only when the service uses Graph beta"}
     )
+
+    @validates_schema(skip_on_field_errors=False)
+    def one_organizer(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if ("organizerId" in data) == ("organizerPool" in data):
+            raise ValidationError(
+                "give exactly one of organizerId and organizerPool", field_name="organizerId"
+            )
 
     @validates_schema
     def times_in_order(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -155,13 +172,83 @@ class BookingSchema(Schema):
     def make(self, data: dict[str, Any], **kwargs: Any) -> BookingRequest:
         return BookingRequest.create(
             booking_id=data["bookingId"],
-            organizer_id=data["organizerId"],
+            organizer_id=data.get("organizerId"),
+            organizer_pool=data.get("organizerPool"),
             subject=data.get("subject"),
             start=data.get("startDateTime"),
             end=data.get("endDateTime"),
             attendees=data.get("attendees"),
             chat_info=data.get("chatInfo"),
         )
+
+
+class MeetingChangeSchema(Schema):
+    """What to change about a booking's meeting; absent fields stay as they are."""
+
+    class Meta:
+        unknown = RAISE
+
+    subject = fields.String(validate=validate.Length(max=255))
+    startDateTime = Rfc3339(metadata={"description": "Together with endDateTime"})
+    endDateTime = Rfc3339(metadata={"description": "Together with startDateTime"})
+    attendees = fields.List(
+        fields.Nested(AttendeeSchema),
+        validate=validate.Length(max=256),
+        metadata={"description": "The full new list (replaces the old one)"},
+    )
+
+    @pre_load
+    def refuse_identity_changes(self, data: Any, **kwargs: Any) -> Any:
+        if isinstance(data, dict):
+            fixed = [name for name in ("bookingId", "organizerId", "organizerPool") if name in data]
+            if fixed:
+                raise ValidationError(
+                    {
+                        name: "cannot be changed: a meeting keeps its booking and organizer; "
+                        "DELETE the booking and POST it again instead"
+                        for name in fixed
+                    }
+                )
+        return data
+
+    @validates_schema
+    def something_and_both_times(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if not data:
+            raise ValidationError(
+                "give at least one of subject, startDateTime + endDateTime, attendees",
+                field_name="_schema",
+            )
+        start, end = data.get("startDateTime"), data.get("endDateTime")
+        if (start is None) != (end is None):
+            missing = "endDateTime" if end is None else "startDateTime"
+            raise ValidationError(
+                "startDateTime and endDateTime must be changed together (Graph requires both)",
+                field_name=missing,
+            )
+        if start is not None and end is not None and end <= start:
+            raise ValidationError(
+                "endDateTime must be after startDateTime", field_name="endDateTime"
+            )
+
+    @post_load
+    def make(self, data: dict[str, Any], **kwargs: Any) -> MeetingChange:
+        return MeetingChange.create(
+            subject=data.get("subject"),
+            start=data.get("startDateTime"),
+            end=data.get("endDateTime"),
+            attendees=data.get("attendees"),
+        )
+
+
+class UsageSchema(Schema):
+    """An organizer's meetings created through this service in the current UTC month."""
+
+    organizerId = fields.String(required=True)
+    month = fields.String(required=True, metadata={"example": "2026-11"})
+    created = fields.Integer(required=True)
+    limit = fields.Integer(
+        required=True, metadata={"description": "The service refuses (429) at this count"}
+    )
 
 
 class MeetingSchema(Schema):
@@ -200,6 +287,10 @@ class ProblemSchema(Schema):
         metadata={"description": "Field name (dotted path) to what is wrong with it"},
     )
     differingFields = fields.List(fields.String())
+    organizerId = fields.String()
+    month = fields.String()
+    created = fields.Integer()
+    limit = fields.Integer()
     graphError = fields.Dict(metadata={"description": "Graph's status, code, message, ids"})
     retryAfterSeconds = fields.Integer()
 

@@ -36,6 +36,27 @@ return 0
 """
 
 
+# Count one more meeting for an organizer this month unless that would pass the limit:
+# check and increment in one step, so concurrent requests cannot both take the last one.
+RESERVE_UNDER_LIMIT = """
+local created = redis.call('incr', KEYS[1])
+if created == 1 then
+    redis.call('expire', KEYS[1], ARGV[2])
+end
+if created > tonumber(ARGV[1]) then
+    redis.call('decr', KEYS[1])
+    return -1
+end
+return created
+"""
+# A month's counter outlives the month by a few days, for the usage endpoint's last look.
+QUOTA_TTL_SECONDS = 40 * 24 * 3600
+
+
+def quota_key(organizer_id: str, month: str) -> str:
+    return f"{KEY_PREFIX}:quota:{organizer_id}:{month}"
+
+
 def key(kind: str, caller_id: str, booking_id: str) -> str:
     """The one place Redis keys are spelled. Caller ids cannot contain ':', so the key is
     unambiguous even though booking ids can."""
@@ -48,6 +69,7 @@ class BookingStore:
         self.ttl_seconds = ttl_seconds
         self.lock_ttl_ms = int(lock_ttl * 1000)
         self._release = client.register_script(RELEASE_IF_OWNER)
+        self._reserve = client.register_script(RESERVE_UNDER_LIMIT)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BookingStore:
@@ -108,6 +130,23 @@ class BookingStore:
 
     def locked(self, caller_id: str, booking_id: str) -> bool:
         return bool(self._call(lambda: self.client.exists(key("lock", caller_id, booking_id))))
+
+    def reserve_meeting(self, organizer_id: str, month: str, limit: int) -> int | None:
+        """Count a meeting for the organizer's month; the new count, or None at the limit."""
+        created = self._call(
+            lambda: self._reserve(
+                keys=[quota_key(organizer_id, month)], args=[limit, QUOTA_TTL_SECONDS]
+            )
+        )
+        return None if int(created) < 0 else int(created)
+
+    def unreserve_meeting(self, organizer_id: str, month: str) -> None:
+        self._call(lambda: self.client.decr(quota_key(organizer_id, month)))
+
+    def meetings_created(self, organizer_ids: list[str], month: str) -> list[int]:
+        keys = [quota_key(organizer_id, month) for organizer_id in organizer_ids]
+        found = self._call(lambda: self.client.mget(keys))
+        return [int(value or 0) for value in found]
 
     def ping(self) -> bool:
         return bool(self._call(self.client.ping))

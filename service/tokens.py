@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -37,6 +38,9 @@ PEM_PRIVATE_KEY = re.compile(
     re.DOTALL,
 )
 RETRY_AFTER_TOKEN = 5.0
+# A token we hold is handed out after a failed refresh only while it has this much life
+# left, so Graph does not reject it in the middle of a call.
+LAST_GOOD_MARGIN = 120.0
 
 
 def msal_credential(credential: Credential) -> Any:
@@ -79,6 +83,8 @@ class TokenProvider:
         self.session = session
         self._app: msal.ConfidentialClientApplication | None = None
         self._lock = threading.Lock()
+        # The last token Entra issued and when it expires (time.monotonic()).
+        self._last_good: tuple[str, float] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, session: requests.Session) -> TokenProvider:
@@ -107,6 +113,29 @@ class TokenProvider:
             return self._app
 
     def token(self) -> str:
+        """A Graph token: MSAL's cached one, a new one, or, when getting a new one fails
+        for a passing reason, the last good one while it is still valid.
+
+        MSAL refreshes proactively (from `refresh_in`, half the lifetime for long-lived
+        tokens), but when that refresh meets an Entra 5xx it raises instead of falling back
+        to the valid token it holds, and then replays that failure from its own cache for
+        the Retry-After (5 s without one). Keeping the last good token ourselves turns such
+        an outage into a log line instead of failed bookings.
+        """
+        try:
+            return self._acquire()
+        except TokenUnavailable:
+            last = self._last_good
+            remaining = last[1] - time.monotonic() if last else 0.0
+            if last is None or remaining < LAST_GOOD_MARGIN:
+                raise
+            metrics.tokens.labels(source="last_good").inc()
+            logger.warning(
+                "token refresh failed, using the last token (valid %d s more)", remaining
+            )
+            return last[0]
+
+    def _acquire(self) -> str:
         try:
             result = self._application().acquire_token_for_client(scopes=self.scopes)
         except msal.exceptions.MsalServiceError as error:  # Entra answered 5xx
@@ -120,7 +149,11 @@ class TokenProvider:
             self._fail("discovery", f"the identity provider's configuration failed: {error}")
         if "access_token" in result:
             metrics.tokens.labels(source=result.get("token_source", "identity_provider")).inc()
-            return str(result["access_token"])
+            token = str(result["access_token"])
+            expires_in = result.get("expires_in")
+            if isinstance(expires_in, int | float):
+                self._last_good = (token, time.monotonic() + float(expires_in))
+            return token
         error_code = str(result.get("error"))
         description = str(result.get("error_description", "")).split("\r\n")[0]
         codes = [int(code) for code in result.get("error_codes", []) if isinstance(code, int)]
@@ -144,5 +177,6 @@ class TokenProvider:
         """Forget cached tokens, after Graph said the one we used is no longer valid."""
         with self._lock:
             app = self._app
+            self._last_good = None
         if app is not None:
             app.remove_tokens_for_client()

@@ -9,7 +9,10 @@ from flask import current_app
 from service.config import Settings
 from service.graph import GraphClient
 from service.http import build_session
+from service.lifecycle import Lifecycle
+from service.organizers import Organizers
 from service.provisioning import Provisioner
+from service.quota import OrganizerQuota
 from service.store import BookingStore
 from service.tokens import TokenProvider
 
@@ -23,6 +26,8 @@ class Services:
     tokens: TokenProvider
     graph: GraphClient
     provisioner: Provisioner
+    lifecycle: Lifecycle
+    quota: OrganizerQuota
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -33,8 +38,11 @@ class Services:
         store = BookingStore.from_settings(settings)
         tokens = TokenProvider.from_settings(settings, session)
         graph = GraphClient.from_settings(settings, session, tokens)
-        provisioner = Provisioner.from_settings(settings, store, graph)
-        return cls(settings, store, tokens, graph, provisioner)
+        quota = OrganizerQuota(store, settings.organizer_monthly_limit)
+        organizers = Organizers(settings.organizer_pools, quota)
+        provisioner = Provisioner.from_settings(settings, store, graph, organizers, quota)
+        lifecycle = Lifecycle.from_settings(settings, store, graph)
+        return cls(settings, store, tokens, graph, provisioner, lifecycle, quota)
 
 
 def services() -> Services:

@@ -1,0 +1,105 @@
+"""After provisioning: reschedule (PATCH) and cancel (DELETE) a booking's meeting.
+
+Both run under the booking's lock, the same one POST takes, so two changes of one booking
+(or a change and a POST) never interleave: each sees the state the previous one left.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from service import metrics
+from service.booking import MeetingChange
+from service.callers import Caller
+from service.config import Settings
+from service.errors import BookingBusy, StoreUnavailable
+from service.graph import GraphClient
+from service.provisioning import CANCELLED, FIRST_POLL, LAST_POLL, active
+from service.store import BookingStore
+
+logger = logging.getLogger(__name__)
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        *,
+        store: BookingStore,
+        graph: GraphClient,
+        wait_seconds: float,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.graph = graph
+        self.wait_seconds = wait_seconds
+        self.sleep = sleep
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, store: BookingStore, graph: GraphClient
+    ) -> Lifecycle:
+        return cls(store=store, graph=graph, wait_seconds=settings.single_flight_wait)
+
+    def reschedule(self, caller: Caller, booking_id: str, change: MeetingChange) -> dict[str, Any]:
+        """Apply the change to the meeting at Graph, then to the stored record: a later POST
+        with the new details replays, one with the old details is a 409."""
+        with self._locked(caller, booking_id):
+            record = active(self.store.get(caller.id, booking_id), booking_id)
+            result = self.graph.update(
+                record["organizerId"], record["meeting"]["id"], change.graph_body()
+            )
+            record = {
+                **record,
+                "meeting": result.meeting,
+                "request": change.applied_to(record["request"]),
+                "updatedAt": now(),
+                "graphRequestId": result.request_id,
+            }
+            # Should this fail, the caller gets 503 and retries the same PATCH: applying it
+            # twice changes nothing more.
+            self.store.put(caller.id, booking_id, record)
+            metrics.meetings.labels(outcome="rescheduled").inc()
+            return record
+
+    def cancel(self, caller: Caller, booking_id: str) -> None:
+        """Delete the meeting at Graph and keep a tombstone, so a repeated DELETE is a 404
+        without calling Graph, and a new POST books a new meeting (see provisioning)."""
+        with self._locked(caller, booking_id):
+            record = active(self.store.get(caller.id, booking_id), booking_id)
+            existed = self.graph.delete(record["organizerId"], record["meeting"]["id"])
+            if not existed:
+                logger.info("meeting was already gone at Graph")
+            tombstone = {**record, "status": CANCELLED, "cancelledAt": now()}
+            # Should this fail, the caller retries; Graph then answers 404, which is success.
+            self.store.put(caller.id, booking_id, tombstone)
+            metrics.meetings.labels(outcome="cancelled").inc()
+
+    @contextmanager
+    def _locked(self, caller: Caller, booking_id: str) -> Iterator[None]:
+        deadline = time.monotonic() + self.wait_seconds
+        poll = FIRST_POLL
+        while (token := self.store.acquire(caller.id, booking_id)) is None:
+            if time.monotonic() + poll > deadline:
+                raise BookingBusy(
+                    f"Another request for booking {booking_id!r} has held it for over "
+                    f"{self.wait_seconds:g} s. Retry the same request.",
+                    retry_after=1,
+                )
+            self.sleep(poll)
+            poll = min(LAST_POLL, poll * 2)
+        try:
+            yield
+        finally:
+            try:
+                self.store.release(caller.id, booking_id, token)
+            except StoreUnavailable:
+                pass  # the lock expires by itself
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,105 @@
+"""Meetings per organizer per calendar month (UTC), against Graph's limit of 2,000.
+
+Graph fails createOrGet once an organizer has reached its monthly limit; counting here
+lets the service refuse with a clear 429 before that, show usage, and spread pool bookings
+over the organizer with the most room. The count covers meetings this service created
+(Graph answered 201); meetings made by other means are not seen, so set the limit below
+2,000 if organizers also create meetings elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from service import metrics
+from service.errors import QuotaExhausted
+from service.store import BookingStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Usage:
+    organizer_id: str
+    month: str
+    created: int
+    limit: int
+
+
+class Reservation:
+    """One meeting counted ahead of the Graph call; `keep()` once Graph created it."""
+
+    def __init__(self) -> None:
+        self.kept = False
+
+    def keep(self) -> None:
+        self.kept = True
+
+
+class OrganizerQuota:
+    def __init__(
+        self,
+        store: BookingStore,
+        limit: int,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.limit = limit  # 0: no limit
+        self.clock = clock
+
+    def month(self) -> str:
+        return self.clock().strftime("%Y-%m")
+
+    def usage(self, organizer_id: str) -> Usage:
+        month = self.month()
+        [created] = self.store.meetings_created([organizer_id], month)
+        return Usage(organizer_id, month, created, self.limit)
+
+    def least_used(self, organizer_ids: list[str]) -> str:
+        """The organizer with the most room left this month (the first one on a tie)."""
+        counts = self.store.meetings_created(organizer_ids, self.month())
+        return min(zip(organizer_ids, counts, strict=True), key=lambda pair: pair[1])[0]
+
+    @contextmanager
+    def reserve(self, organizer_id: str) -> Iterator[Reservation]:
+        """Count a meeting before calling Graph, so concurrent requests cannot overshoot;
+        handed back unless the caller keeps it (Graph created the meeting)."""
+        month = self.month()
+        reservation = Reservation()
+        if not self.limit:
+            yield reservation
+            return
+        created = self.store.reserve_meeting(organizer_id, month, self.limit)
+        if created is None:
+            metrics.quota_rejections.inc()
+            raise QuotaExhausted(
+                f"Organizer {organizer_id} has reached this service's limit of {self.limit} "
+                f"meetings in {month} (UTC); Microsoft Graph allows 2,000 per organizer per "
+                "month. Book with another organizer, or retry next month.",
+                organizer_id=organizer_id,
+                month=month,
+                created=self.limit,
+                limit=self.limit,
+                retry_after=self._seconds_to_next_month(),
+            )
+        try:
+            yield reservation
+        finally:
+            if reservation.kept:
+                metrics.organizer_month.labels(organizer=organizer_id).set(created)
+            else:
+                self.store.unreserve_meeting(organizer_id, month)
+
+    def _seconds_to_next_month(self) -> int:
+        now = self.clock()
+        first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        following = (
+            first.replace(year=first.year + 1, month=1)
+            if first.month == 12
+            else (first.replace(month=first.month + 1))
+        )
+        return max(1, int((following - now).total_seconds()))
