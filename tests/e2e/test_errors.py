@@ -10,22 +10,10 @@ from email.utils import formatdate
 import pytest
 
 from tests.support.factories import booking
+from tests.support.problems import assert_problem
 from tests.support.stack import Client, ServiceProcess
 
 pytestmark = pytest.mark.e2e
-
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(response, status: int, slug: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"] == PROBLEM
-    problem = response.json()
-    assert problem["type"] == f"urn:meeting-provisioning:problem:{slug}"
-    assert problem["status"] == status
-    assert problem["title"] and problem["detail"]
-    assert problem["requestId"] == response.headers["X-Request-ID"]
-    return problem
 
 
 @pytest.fixture(scope="module")

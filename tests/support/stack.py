@@ -208,3 +208,23 @@ class Client:
         return self.session.get(
             f"{self.base_url}/v1/meetings/{booking_id}", headers=self.headers(headers), timeout=60
         )
+
+    def patch(self, booking_id: str, change: Any) -> requests.Response:
+        return self.session.patch(
+            f"{self.base_url}/v1/meetings/{booking_id}",
+            json=change,
+            headers=self.headers(),
+            timeout=60,
+        )
+
+    def delete(self, booking_id: str) -> requests.Response:
+        return self.session.delete(
+            f"{self.base_url}/v1/meetings/{booking_id}", headers=self.headers(), timeout=60
+        )
+
+    def usage(self, organizer_id: str) -> requests.Response:
+        return self.session.get(
+            f"{self.base_url}/v1/organizers/{organizer_id}/usage",
+            headers=self.headers(),
+            timeout=60,
+        )
