@@ -4,9 +4,11 @@ re-book, and what Graph is asked each time."""
 from __future__ import annotations
 
 import concurrent.futures
+import uuid
 
 import pytest
 
+from tests.support.contract import validator
 from tests.support.factories import booking
 from tests.support.problems import assert_problem
 from tests.support.stack import Client
@@ -225,3 +227,19 @@ def test_other_callers_cannot_touch_a_booking(client, other_client, organizer):
     )
     assert_problem(other_client.delete(body["bookingId"]), 404, "booking-not-found")
     assert client.get(body["bookingId"]).status_code == 200
+
+
+def test_patch_bodies_and_answers_validate_against_the_contract(client, emulator, organizer):
+    """The contract's PATCH request body is the onlineMeeting schema itself."""
+    body = booking(organizer, subject="Contract")
+    meeting_id = client.post(body).json()["meetingId"]
+    answer = client.patch(
+        body["bookingId"],
+        {"subject": "Checked", **TUESDAY, "attendees": [{"userId": str(uuid.uuid4())}]},
+    )
+    assert answer.status_code == 200, answer.text
+    meeting = validator("onlineMeeting")
+    [patch] = graph_operations(emulator, meeting_id, "patchMeeting")
+    meeting.validate(patch["body"])
+    meeting.validate(answer.json()["onlineMeeting"])
+    assert set(patch["body"]) == {"subject", "startDateTime", "endDateTime", "participants"}
