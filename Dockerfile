@@ -1,6 +1,14 @@
 # syntax=docker/dockerfile:1
-# Build wheels in a throw-away stage, install them into a clean slim image.
+# The meeting-provisioning image: gunicorn (PID 1) serving service.wsgi:app.
+#
+# Stage 1 builds wheels of the service and every dependency; stage 2 installs them into a
+# clean slim image from a bind mount, so neither the wheels nor pip's cache end up in a
+# layer, and nothing that compiles (the slim base has no compiler) is in the final image.
+# tests/deploy/test_image.py runs these same RUN steps and the same ENTRYPOINT in a fresh
+# virtual environment, and `make check-deploy` lints this file (hadolint, checkov).
+
 FROM python:3.11-slim-bookworm AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service ./service
@@ -9,12 +17,23 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus \
     GUNICORN_BIND=0.0.0.0:8080
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels meeting-provisioning \
-    && rm -rf /wheels \
-    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin app
-USER 10001
+# --no-index: only the wheels built above, so the image holds exactly what stage 1 resolved.
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-index --find-links=/wheels /wheels/meeting_provisioning-*.whl \
+    && groupadd --gid 10001 app \
+    && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin app
+# A fixed numeric UID/GID, so Kubernetes can check runAsNonRoot and match runAsUser/fsGroup.
+USER 10001:10001
 EXPOSE 8080
+# For `docker run`; Kubernetes ignores it and uses the probes in deploy/base/deployment.yaml.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('GUNICORN_BIND', ':8080').rsplit(':', 1)[1] + '/healthz', timeout=4)"]
+# gunicorn is PID 1 (exec form: it receives SIGTERM itself). Its settings come from the
+# environment through service/gunicorn_conf.py: workers, threads, timeout above the Graph
+# budget, graceful_timeout, the pre-stop delay, and a wiped PROMETHEUS_MULTIPROC_DIR.
+# gunicorn's own access log stays off (accesslog = None) on purpose: the service writes
+# one JSON access line per request to stdout itself (service/observability.py).
 ENTRYPOINT ["gunicorn", "-c", "python:service.gunicorn_conf", "service.wsgi:app"]

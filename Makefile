@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install redis lint openapi bench clean
+.PHONY: run test install redis lint openapi bench clean tools check-deploy
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ lint: install
 	$(BIN)/ruff format --check service tests
 	$(BIN)/mypy
 
-test: install redis lint
+test: install redis lint check-deploy
 	$(BIN)/pytest
 
 # Rewrite openapi.yaml from the code (a test fails when the committed file is stale).
@@ -45,8 +45,57 @@ openapi: install
 	$(BIN)/python -m service.openapi > openapi.yaml
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) $(RENDERED) .run .pytest_cache .mypy_cache .ruff_cache
 
 # A bounded benchmark on loopback (not run by `make test`: speed is measured, not asserted).
 bench: install redis
 	$(BIN)/python -m tests.bench.throughput
+
+# --- Container image and Kubernetes manifests (docs/operations.md) ----------------------
+# The scanners live in their own venv; promtool comes from Debian's prometheus package,
+# unpacked into it rather than installed (no Prometheus server, no service started).
+TOOLS := .venv-tools
+TBIN := $(TOOLS)/bin
+RENDERED := build/deploy
+KUBERNETES_VERSION := 1.37.0
+CHECKOV := $(TBIN)/checkov --quiet --compact --skip-download
+
+$(TOOLS)/.installed: tests/deploy/requirements-tools.txt
+	$(PYTHON) -m venv $(TOOLS)
+	$(TBIN)/pip install --quiet --upgrade pip
+	$(TBIN)/pip install --quiet -r tests/deploy/requirements-tools.txt
+	touch $@
+
+$(TBIN)/promtool: | $(TOOLS)/.installed
+	@if command -v promtool >/dev/null; then \
+	  ln -sf "$$(command -v promtool)" $@; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "unpacking promtool from Debian's prometheus package into $(TOOLS)"; \
+	  rm -rf $(TOOLS)/deb && mkdir -p $(TOOLS)/deb && cd $(TOOLS)/deb \
+	  && { apt-get download -qq -o APT::Sandbox::User=root prometheus 2>/dev/null \
+	       || { apt-get update -qq && apt-get download -qq -o APT::Sandbox::User=root prometheus; }; } \
+	  && dpkg-deb -x prometheus_*.deb root && rm prometheus_*.deb; \
+	  ln -sf "$(CURDIR)/$(TOOLS)/deb/root/usr/bin/promtool" "$(CURDIR)/$@"; \
+	else \
+	  echo "promtool is missing: install Debian's prometheus package (it contains promtool)" >&2; exit 1; \
+	fi
+
+tools: $(TOOLS)/.installed $(TBIN)/promtool
+
+# Lint the Dockerfile, render both overlays with kustomize, validate them strictly against
+# the Kubernetes schemas, scan them (and the Dockerfile) with checkov, check the alert rules
+# and run their unit tests. tests/deploy/ adds the structural checks and the image test.
+check-deploy: tools
+	$(TBIN)/hadolint Dockerfile
+	rm -rf $(RENDERED) && mkdir -p $(RENDERED)
+	for overlay in dev prod; do \
+	  $(TBIN)/kubectl kustomize deploy/overlays/$$overlay > $(RENDERED)/$$overlay.yaml || exit 1; \
+	done
+	$(TBIN)/kubernetes-validate --strict --quiet --kubernetes-version $(KUBERNETES_VERSION) \
+	  $(RENDERED)/dev.yaml $(RENDERED)/prod.yaml deploy/examples/secret.example.yaml
+	$(CHECKOV) --framework kubernetes \
+	  -f $(RENDERED)/dev.yaml -f $(RENDERED)/prod.yaml -f deploy/examples/secret.example.yaml
+	$(CHECKOV) --framework dockerfile -f Dockerfile
+	$(CHECKOV) --framework secrets -d deploy -f Dockerfile -f docs/operations.md
+	$(TBIN)/promtool check rules deploy/monitoring/alerts.yaml
+	$(TBIN)/promtool test rules deploy/monitoring/alerts.test.yaml
