@@ -30,7 +30,10 @@ CONFIGURATION_ERRORS = {
     "invalid_scope",
     "invalid_request",
     "invalid_grant",
+    # The scope names a resource this tenant's cloud does not have: GRAPH_CLOUD is wrong.
+    "invalid_resource",
 }
+SCOPE_ERRORS = {"invalid_scope", "invalid_resource"}
 PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 PEM_PRIVATE_KEY = re.compile(
     r"-----BEGIN (?:RSA |EC |ENCRYPTED )?PRIVATE KEY-----.+?"
@@ -74,8 +77,10 @@ class TokenProvider:
         credential: Credential,
         scope: str,
         session: requests.Session,
+        cloud: str = "global",
     ) -> None:
         self.client_id = client_id
+        self.cloud = cloud
         self.authority = authority
         # Read now, so an unreadable certificate stops the start instead of every request.
         self.client_credential = msal_credential(credential)
@@ -94,6 +99,7 @@ class TokenProvider:
             credential=settings.credential,
             scope=settings.graph_scope,
             session=session,
+            cloud=settings.cloud.name,
         )
 
     def _application(self) -> msal.ConfidentialClientApplication:
@@ -160,12 +166,20 @@ class TokenProvider:
         if error_code in CONFIGURATION_ERRORS:
             metrics.token_failures.labels(reason="rejected").inc()
             logger.error("token request rejected: %s %s", error_code, description)
-            raise TokenRejected(
-                f"Entra ID rejected this app's credentials ({error_code}: {description}). "
-                "Check AZURE_TENANT_ID, AZURE_CLIENT_ID and the configured credential.",
-                error_code,
-                codes,
-            )
+            if error_code in SCOPE_ERRORS:
+                detail = (
+                    f"Entra ID refused a token for {self.scopes[0]} ({error_code}: "
+                    f"{description}). The scope comes from GRAPH_CLOUD (now {self.cloud!r}): "
+                    "check that it names the cloud this tenant lives in (global, usgov, dod, "
+                    "china), and that AZURE_AUTHORITY_HOST and GRAPH_BASE_URL belong to the "
+                    "same cloud."
+                )
+            else:
+                detail = (
+                    f"Entra ID rejected this app's credentials ({error_code}: {description}). "
+                    "Check AZURE_TENANT_ID, AZURE_CLIENT_ID and the configured credential."
+                )
+            raise TokenRejected(detail, error_code, codes)
         self._fail(error_code, f"the identity provider answered {error_code}: {description}")
 
     def _fail(self, reason: str, detail: str) -> NoReturn:

@@ -245,11 +245,6 @@ def test_a_service_in_the_wrong_cloud_gets_no_token_and_makes_no_meeting(
     assert client.get(body["bookingId"]).status_code == 404
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="token-rejected's detail names AZURE_TENANT_ID, AZURE_CLIENT_ID and the "
-    "credential, not GRAPH_CLOUD (reported to the lead; drop this mark once it does)",
-)
 def test_the_wrong_cloud_problem_tells_the_operator_to_check_graph_cloud(
     emulator_for, service_for, callers, setup
 ):
