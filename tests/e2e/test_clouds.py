@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ import pytest
 from tests.support.emulator import EmulatorHandle, EmulatorSetup, free_port, start_emulator
 from tests.support.factories import booking
 from tests.support.problems import assert_problem
-from tests.support.stack import REPO, Client, RedisServer, ServiceProcess
+from tests.support.stack import Client, RedisServer, ServiceProcess, run_bounded
 
 pytestmark = pytest.mark.e2e
 
@@ -298,37 +296,10 @@ def test_beta_outside_the_global_cloud_stops_the_start(
         [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf"]
         + ["service.wsgi:app"],
         env,
+        START_FAILURE_TIMEOUT,
     )
     assert status != 0, output
     problems = {line.strip() for line in output.splitlines() if line.startswith("  - ")}
     assert len(problems) == 1, output  # beta is the only problem listed
     assert f"GRAPH_API_VERSION=beta is not available in the {cloud} cloud" in problems.pop()
     assert setup.client_secret not in output
-
-
-def run_bounded(command: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run `command`; kill its process group if it outlives the timeout (a gunicorn that
-    restarts failing workers instead of exiting would)."""
-    process = subprocess.Popen(
-        command,
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        output, _ = process.communicate(timeout=START_FAILURE_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        raise AssertionError(
-            f"gunicorn still ran after {START_FAILURE_TIMEOUT} s with beta outside the "
-            f"global cloud\n{output.decode(errors='replace')}"
-        ) from None
-    finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # workers left behind, if any
-        except ProcessLookupError:
-            pass
-    return process.returncode, output.decode(errors="replace")

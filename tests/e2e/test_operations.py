@@ -6,8 +6,6 @@ import concurrent.futures
 import json
 import os
 import secrets
-import signal
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -21,7 +19,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from tests.support.emulator import free_port
 from tests.support.factories import booking
 from tests.support.metrics import scrape, value
-from tests.support.stack import REPO, Client, wait_until
+from tests.support.stack import REPO, Client, run_bounded, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -298,35 +296,6 @@ def broken_environment(secret: str) -> dict[str, str]:
     return env
 
 
-def run_bounded(command: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run `command` in the repository; kill its whole process group if it outlives the
-    timeout (a gunicorn restarting failed workers forever would)."""
-    process = subprocess.Popen(
-        command,
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        output, _ = process.communicate(timeout=CONFIG_FAILURE_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        raise AssertionError(
-            f"{command} still ran after {CONFIG_FAILURE_TIMEOUT} s with an invalid "
-            f"configuration (restarting workers instead of exiting?)\n"
-            f"{output.decode(errors='replace')}"
-        ) from None
-    finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # workers left behind, if any
-        except ProcessLookupError:
-            pass
-    return process.returncode, output.decode(errors="replace")
-
-
 PROBLEMS = ("AZURE_TENANT_ID is required", "CLIENTS_FILE is required", "GRAPH_CLOUD='mars'")
 
 
@@ -343,7 +312,7 @@ PROBLEMS = ("AZURE_TENANT_ID is required", "CLIENTS_FILE is required", "GRAPH_CL
 )
 def test_invalid_configuration_stops_the_start_listing_every_problem(command):
     secret = secrets.token_urlsafe(24)
-    status, output = run_bounded(command, broken_environment(secret))
+    status, output = run_bounded(command, broken_environment(secret), CONFIG_FAILURE_TIMEOUT)
     assert status != 0, output
     for problem in PROBLEMS:
         assert problem in output, f"{problem!r} missing from:\n{output}"

@@ -228,3 +228,32 @@ class Client:
             headers=self.headers(),
             timeout=60,
         )
+
+
+def run_bounded(command: list[str], env: dict[str, str], timeout: float) -> tuple[int, str]:
+    """Run `command` in the repository and return (exit status, output); kill its whole
+    process group if it outlives `timeout` (a gunicorn restarting failing workers forever
+    instead of exiting would)."""
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        raise AssertionError(
+            f"{command} still ran after {timeout} s (restarting workers instead of exiting?)"
+            f"\n{output.decode(errors='replace')}"
+        ) from None
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # workers left behind, if any
+        except ProcessLookupError:
+            pass
+    return process.returncode, output.decode(errors="replace")
