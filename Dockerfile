@@ -4,8 +4,8 @@
 # Stage 1 builds wheels of the service and every dependency; stage 2 installs them into a
 # clean slim image from a bind mount, so neither the wheels nor pip's cache end up in a
 # layer, and nothing that compiles (the slim base has no compiler) is in the final image.
-# tests/deploy/test_image.py runs these same RUN steps and the same ENTRYPOINT in a fresh
-# virtual environment, and `make check-deploy` lints this file (hadolint, checkov).
+# tests/deploy/test_deploy_image.py runs these same RUN steps and the same ENTRYPOINT in
+# a fresh virtual environment; `make check-deploy` lints this file (hadolint, checkov).
 
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1

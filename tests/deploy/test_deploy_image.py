@@ -352,7 +352,8 @@ def snapshot(root: Path) -> set[str]:
 def run_container(final: Stage, fake: FakeRoot, environment: dict, uid: int | None, docs) -> None:
     argv = json.loads(final.all("ENTRYPOINT")[0].arguments)
     executable = shutil.which(argv[0], path=environment["PATH"])
-    assert executable and executable.startswith(str(fake.root)), executable
+    assert executable, f"{argv[0]} is not installed in the image"
+    assert executable.startswith(str(fake.root)), executable
     pod = find(docs, "Deployment", "meeting-provisioning")["spec"]["template"]["spec"]
     grace = pod["terminationGracePeriodSeconds"]
     delay = float(environment["PRE_STOP_DELAY_SECONDS"])

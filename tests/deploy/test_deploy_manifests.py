@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,6 +24,7 @@ from tests.deploy.conftest import (
     container_env,
     find,
     find_by_name,
+    render,
 )
 
 # Seconds the gunicorn master needs after its graceful timeout to reap workers and exit.
@@ -106,7 +108,9 @@ def test_deployment_replicas_probes_and_resources(overlay):
     assert ports["http"] == 8080
     for kind in ("requests", "limits"):
         assert set(spec["resources"][kind]) == {"cpu", "memory"}
-    assert ":latest" not in spec["image"] and ":" in spec["image"]
+    # The overlay names the registry and a tag (or digest), never "latest".
+    assert spec["image"].startswith("registry.example.com/meeting-provisioning:")
+    assert not spec["image"].endswith(":latest")
 
 
 def test_liveness_tolerates_a_worker_busy_for_the_whole_worker_timeout(overlay):
@@ -350,3 +354,16 @@ def test_the_example_secret_is_only_an_example():
             p.get("path", "") for p in spec.get("patches", [])
         ]
         assert not [r for r in references if "examples" in r], kustomization
+
+
+def test_a_release_pinned_by_digest_renders_with_the_digest(tmp_path):
+    """What docs/operations.md says to do at release time works: the overlay's images
+    entry, with a digest instead of the tag, reaches the Deployment."""
+    shutil.copytree(DEPLOY, tmp_path / "deploy")
+    kustomization = tmp_path / "deploy" / "overlays" / "prod" / "kustomization.yaml"
+    digest = "sha256:" + "0123456789abcdef" * 4
+    text = kustomization.read_text()
+    assert "    newTag: 0.1.0\n" in text
+    kustomization.write_text(text.replace("    newTag: 0.1.0\n", f"    digest: {digest}\n"))
+    image = container(render(kustomization.parent))["image"]
+    assert image == f"registry.example.com/meeting-provisioning@{digest}"
