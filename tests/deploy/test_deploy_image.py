@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.deploy.conftest import DEPLOY, REPO, container_env, find, render
+from tests.deploy.tooling import DEPLOY, REPO, container_env, find, render
 from tests.support.emulator import free_port
 from tests.support.stack import RedisServer, wait_until
 

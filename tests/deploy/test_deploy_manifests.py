@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from service.config import Settings
-from tests.deploy.conftest import (
+from tests.deploy.tooling import (
     DEPLOY,
     OVERLAYS,
     REPO,

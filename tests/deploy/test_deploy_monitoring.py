@@ -15,7 +15,7 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from service import metrics
-from tests.deploy.conftest import DEPLOY, REPO, run_tool
+from tests.deploy.tooling import DEPLOY, REPO, run_tool
 
 MONITORING = DEPLOY / "monitoring"
 # Series that Prometheus itself makes, not the service.

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy.conftest import DEPLOY, OVERLAYS, REPO, Manifest, find, run_tool
+from tests.deploy.tooling import DEPLOY, OVERLAYS, REPO, Manifest, find, run_tool
 
 KUBERNETES_VERSION = "1.37.0"
 CHECKOV = ("--quiet", "--compact", "--skip-download")

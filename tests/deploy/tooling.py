@@ -1,5 +1,5 @@
-"""Shared helpers of the deployment tests: the tools of `make tools`, the overlays rendered
-with kustomize (`kubectl kustomize`), and the environment a container would get."""
+"""Helpers of the deployment tests: the tools of `make tools`, the overlays rendered with
+kustomize (`kubectl kustomize`), and the environment a container would get."""
 
 from __future__ import annotations
 
@@ -45,11 +45,6 @@ def render(overlay: Path) -> list[Manifest]:
     result = run_tool("kubectl", "kustomize", str(overlay))
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
-@pytest.fixture(scope="session")
-def rendered() -> dict[str, list[Manifest]]:
-    return {overlay: render(DEPLOY / "overlays" / overlay) for overlay in OVERLAYS}
 
 
 def find(docs: list[Manifest], kind: str, name: str | None = None) -> Manifest:
