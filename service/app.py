@@ -7,8 +7,9 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
-from service import api, logs, observability, ops, problems
+from service import api, logs, metrics, observability, ops, problems
 from service.config import Settings
+from service.errors import StoreUnavailable
 from service.schemas import ProblemSchema
 from service.wiring import EXTENSION, Services
 
@@ -54,7 +55,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.extensions[EXTENSION] = Services.from_settings(settings)
+    found = app.extensions[EXTENSION] = Services.from_settings(settings)
+    metrics.declare_known_series()
+    try:
+        # Report Redis's state from the start, not "down" until a first request uses it.
+        found.store.ping()
+    except StoreUnavailable:
+        pass  # logged; the service starts anyway and degrades (see README, Failure modes)
     smorest = register_api(app)
     app.extensions["openapi-yaml"] = smorest.spec.to_yaml()
     observability.register(app)

@@ -47,6 +47,7 @@ class Sent:
     operation: str
     response: requests.Response
     client_request_id: str
+    organizer_id: str
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class _Call:
     body: dict[str, Any] | None
     client_request_id: str
     accept: frozenset[int]
+    organizer_id: str
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,8 @@ class GraphClient:
             self._send(
                 "createOrGet",
                 "POST",
-                f"/users/{organizer_id}/onlineMeetings/createOrGet",
+                organizer_id,
+                "/createOrGet",
                 body,
                 accept=frozenset({200, 201}),
             )
@@ -133,7 +136,8 @@ class GraphClient:
             self._send(
                 "updateMeeting",
                 "PATCH",
-                f"/users/{organizer_id}/onlineMeetings/{quote(meeting_id, safe='')}",
+                organizer_id,
+                f"/{quote(meeting_id, safe='')}",
                 body,
                 accept=frozenset({200}),
             )
@@ -148,7 +152,8 @@ class GraphClient:
         sent = self._send(
             "deleteMeeting",
             "DELETE",
-            f"/users/{organizer_id}/onlineMeetings/{quote(meeting_id, safe='')}",
+            organizer_id,
+            f"/{quote(meeting_id, safe='')}",
             None,
             accept=frozenset({204, 200, 404}),
         )
@@ -158,7 +163,7 @@ class GraphClient:
         response = sent.response
         meeting = _json(response)
         if not isinstance(meeting.get("id"), str):
-            self._raise_for(sent.operation, response, sent.client_request_id)
+            self._raise_for(sent.operation, response, sent.client_request_id, sent.organizer_id)
         return GraphResult(
             response.status_code == 201,
             meeting,
@@ -170,17 +175,19 @@ class GraphClient:
         self,
         operation: str,
         method: str,
-        path: str,
+        organizer_id: str,
+        resource: str,
         body: dict[str, Any] | None,
         *,
         accept: frozenset[int],
     ) -> Sent:
-        """One logical Graph call: attempts until an accepted status, inside the budget."""
-        url = f"{self.root}{path}"
+        """One logical Graph call to /users/{organizer}/onlineMeetings{resource}: attempts
+        until an accepted status, inside the budget."""
+        url = f"{self.root}/users/{organizer_id}/onlineMeetings{resource}"
         budget = Budget(self.budget_seconds)
         # One id for the logical call, so Microsoft support can follow every attempt of it.
         client_request_id = str(uuid.uuid4())
-        call = _Call(operation, method, url, body, client_request_id, accept)
+        call = _Call(operation, method, url, body, client_request_id, accept, organizer_id)
         token_refreshed = False
         while True:
             token = self.tokens.token()
@@ -195,7 +202,7 @@ class GraphClient:
                 self.tokens.invalidate()
                 continue
             if outcome.response is not None and outcome.reason not in RETRY_REASONS:
-                self._raise_for(operation, outcome.response, client_request_id)
+                self._raise_for(operation, outcome.response, client_request_id, organizer_id)
             delay = budget.next_delay(outcome.retry_after)
             if delay > budget.remaining():
                 self._exhausted(outcome, delay, client_request_id)
@@ -259,7 +266,7 @@ class GraphClient:
         else:
             self.breaker.record_success()
         if status in call.accept:
-            return Sent(call.operation, response, call.client_request_id)
+            return Sent(call.operation, response, call.client_request_id, call.organizer_id)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return _Failure(str(status), retry_after, response)
 
@@ -281,7 +288,11 @@ class GraphClient:
         )
 
     def _raise_for(
-        self, operation: str, response: requests.Response, client_request_id: str
+        self,
+        operation: str,
+        response: requests.Response,
+        client_request_id: str,
+        organizer_id: str,
     ) -> NoReturn:
         status = response.status_code
         found = _json(response).get("error")
@@ -298,7 +309,12 @@ class GraphClient:
         logger.warning(
             "graph %s failed",
             operation,
-            extra={"graphStatus": status, "graphCode": details["code"]},
+            extra={
+                "graphStatus": status,
+                "graphCode": details["code"],
+                # An administrator needs it to grant the access policy (403).
+                "organizerId": organizer_id,
+            },
         )
         if status == 403:
             raise GraphAccessDenied(

@@ -5,6 +5,8 @@ process-local default registry is used (tests, `flask run`)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -15,6 +17,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client import REGISTRY as REGISTRY_DEFAULT
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60)
 
@@ -62,12 +65,6 @@ draining = Gauge(
     "1 once the master got SIGTERM and is in its pre-stop delay (readiness answers 503)",
     multiprocess_mode="max",
 )
-organizer_month = Gauge(
-    "mps_organizer_meetings_month",
-    "Meetings this service created for an organizer in the current UTC month",
-    ["organizer"],
-    multiprocess_mode="mostrecent",
-)
 quota_rejections = Counter(
     "mps_organizer_quota_rejections_total", "Bookings refused (429): organizer at its monthly limit"
 )
@@ -76,9 +73,30 @@ redis_up = Gauge(
 )
 
 
-def render() -> tuple[bytes, str]:
+# Series an alert counts with increase() must exist at 0 before their first event, or the
+# first event is invisible to it (Prometheus sees the series appear at 1, not grow).
+KNOWN_SERIES: tuple[tuple[Counter, dict[str, str]], ...] = (
+    *((graph_calls, {"operation": "createOrGet", "status": s}) for s in ("403", "429", "503")),
+    *((graph_retries, {"reason": reason}) for reason in ("429", "503", "timeout")),
+    *((token_failures, {"reason": reason}) for reason in ("rejected", "server_error")),
+    *((meetings, {"outcome": outcome}) for outcome in ("created", "conflict", "waited")),
+)
+
+
+def declare_known_series() -> None:
+    for counter, labels in KNOWN_SERIES:
+        counter.labels(**labels)
+
+
+def render(extra: Iterable[Any] = ()) -> tuple[bytes, str]:
+    """The exposition of every worker (multiprocess mode) plus `extra` collectors, which
+    compute their values at scrape time (see service.quota.QuotaCollector)."""
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+    else:
+        registry = CollectorRegistry()
+        registry.register(REGISTRY_DEFAULT)
+    for collector in extra:
+        registry.register(collector)
+    return generate_latest(registry), CONTENT_TYPE_LATEST

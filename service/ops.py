@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 from service import draining, metrics
 from service.breaker import State
 from service.errors import StoreUnavailable
+from service.quota import QuotaCollector
 from service.schemas import LivenessSchema, ReadinessSchema
 from service.wiring import services
 
@@ -68,7 +69,7 @@ class Metrics(MethodView):
     @blp.doc(responses={"200": {"description": "Prometheus text exposition format"}})
     def get(self) -> Response:
         """Prometheus metrics of all workers of this instance"""
-        payload, content_type = metrics.render()
+        payload, content_type = metrics.render(extra=[QuotaCollector(services().quota)])
         return Response(payload, content_type=content_type)
 
 

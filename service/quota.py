@@ -15,8 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from prometheus_client.core import GaugeMetricFamily
+
 from service import metrics
-from service.errors import QuotaExhausted
+from service.errors import QuotaExhausted, StoreUnavailable
 from service.store import BookingStore
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class OrganizerQuota:
             yield reservation
             return
         created = self.store.reserve_meeting(organizer_id, month, self.limit)
+        logger.debug("organizer %s: meeting %s of %s this month", organizer_id, created, self.limit)
         if created is None:
             metrics.quota_rejections.inc()
             raise QuotaExhausted(
@@ -89,9 +92,7 @@ class OrganizerQuota:
         try:
             yield reservation
         finally:
-            if reservation.kept:
-                metrics.organizer_month.labels(organizer=organizer_id).set(created)
-            else:
+            if not reservation.kept:
                 self.store.unreserve_meeting(organizer_id, month)
 
     def _seconds_to_next_month(self) -> int:
@@ -103,3 +104,35 @@ class OrganizerQuota:
             else (first.replace(month=first.month + 1))
         )
         return max(1, int((following - now).total_seconds()))
+
+
+class QuotaCollector:
+    """Prometheus collector for /metrics: each organizer's meetings this month and the
+    limit, read from Redis at scrape time.
+
+    Redis holds the truth for all replicas, and reading it when scraped means the month's
+    turn shows at once; a gauge set when a meeting is created would keep last month's
+    count until that organizer's next meeting.
+    """
+
+    def __init__(self, quota: OrganizerQuota) -> None:
+        self.quota = quota
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "mps_organizer_monthly_limit",
+            "Meetings per organizer per UTC month before the service answers 429 (0: off)",
+            value=self.quota.limit,
+        )
+        try:
+            counts = self.quota.store.meetings_created_in(self.quota.month())
+        except StoreUnavailable:
+            return  # mps_redis_up already says why
+        family = GaugeMetricFamily(
+            "mps_organizer_meetings_month",
+            "Meetings this service created for an organizer in the current UTC month",
+            labels=["organizer"],
+        )
+        for organizer_id, created in sorted(counts.items()):
+            family.add_metric([organizer_id], created)
+        yield family

@@ -148,5 +148,20 @@ class BookingStore:
         found = self._call(lambda: self.client.mget(keys))
         return [int(value or 0) for value in found]
 
+    def meetings_created_in(self, month: str, most: int = 10_000) -> dict[str, int]:
+        """Every organizer's count for a month (for /metrics); at most `most` organizers."""
+
+        def scan() -> dict[str, int]:
+            keys = []
+            for found in self.client.scan_iter(match=quota_key("*", month), count=500):
+                keys.append(str(found))
+                if len(keys) >= most:
+                    break
+            values = self.client.mget(keys) if keys else []
+            prefix, suffix = len(f"{KEY_PREFIX}:quota:"), len(f":{month}")
+            return {k[prefix:-suffix]: int(v or 0) for k, v in zip(keys, values, strict=True)}
+
+        return self._call(scan)
+
     def ping(self) -> bool:
         return bool(self._call(self.client.ping))

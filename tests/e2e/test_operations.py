@@ -131,6 +131,16 @@ def assert_metrics_count(process, before: dict[str, float], new: int, replayed: 
         assert {key: after[key] - before[key] for key in WATCHED} == expected
 
 
+def test_alerted_series_exist_at_zero_from_the_start(start_service):
+    """increase() cannot see a counter's first event if the series only appears with it."""
+    samples = scrape(start_service(workers=1).url)
+    declared = [labels for labels, _ in samples.get("mps_token_failures_total", [])]
+    assert {"reason": "rejected"} in declared  # value() alone would read a missing one as 0
+    assert value(samples, "mps_token_failures_total", reason="rejected") == 0
+    assert value(samples, "mps_graph_calls_total", operation="createOrGet", status="403") == 0
+    assert value(samples, "mps_redis_up") == 1  # known before any request used Redis
+
+
 def test_metrics_add_up_across_both_workers(service, client, organizer):
     before = watched(scrape(service.url))
     before_per_worker = per_worker(service)

@@ -66,6 +66,7 @@ def test_the_limit_is_refused_with_429_before_graph(quota_service, callers, emul
     samples = scrape(quota_service.url)
     assert value(samples, "mps_organizer_meetings_month", organizer=organizer) == 2
     assert value(samples, "mps_organizer_quota_rejections_total") == 1
+    assert value(samples, "mps_organizer_monthly_limit") == LIMIT
 
 
 def test_an_existing_meeting_is_not_counted(quota_service, callers, emulator, organizer):
@@ -77,6 +78,17 @@ def test_an_existing_meeting_is_not_counted(quota_service, callers, emulator, or
     emulator.add_fault(target="createOrGet", status=503, organizerId=organizer, count=1)
     assert client.post(booking(organizer)).status_code == 201  # retried, counted once
     assert client.usage(organizer).json()["created"] == 2
+
+
+def test_the_usage_metric_is_read_from_redis_for_the_current_month(
+    quota_service, callers, organizer, redis_server
+):
+    """Any replica reports every organizer's count, and only this month's."""
+    this_month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
+    redis_server.client().set(f"mps:v1:quota:{organizer}:{this_month}", 7)
+    redis_server.client().set(f"mps:v1:quota:{organizer}:1999-12", 1999)
+    samples = scrape(quota_service.url)
+    assert value(samples, "mps_organizer_meetings_month", organizer=organizer) == 7
 
 
 def test_usage_needs_an_allowed_guid(quota_service, callers, organizer):
