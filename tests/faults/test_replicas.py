@@ -14,15 +14,20 @@ from tests.support.metrics import scrape
 BOOKINGS = 20
 REQUESTS = 200
 THREADS = 40
+REDIS_TIMEOUT = "3"
 
 
 def test_two_replicas_make_one_meeting_per_booking_under_concurrent_retries(
     start_service, emulator, callers, organizer, tally
 ):
-    replicas = [start_service(workers=2), start_service(workers=2)]
+    # A Redis command slower than its timeout makes a request skip single flight and call
+    # Graph directly (still the same meeting; test_redis_faults.py covers it). On a busy
+    # 2-core machine 40 client threads can starve Redis for that long, so the timeout is
+    # raised here: this test counts single flight, not Redis latency.
+    replicas = [start_service(workers=2, REDIS_TIMEOUT_SECONDS=REDIS_TIMEOUT) for _ in range(2)]
     bodies = [booking(organizer) for _ in range(BOOKINGS)]
-    # Request i is booking i % 20 on replica i % 2: each booking gets ten requests, five
-    # on each replica, all in flight at about the same time.
+    # Request i is booking i % 20 on replica (i // 20) % 2: each booking gets ten requests,
+    # five on each replica, and the pool keeps two rounds of all 20 bookings in flight.
     plan = [(bodies[i % BOOKINGS], replicas[(i // BOOKINGS) % 2]) for i in range(REQUESTS)]
     local = threading.local()
 
@@ -56,7 +61,8 @@ def test_two_replicas_make_one_meeting_per_booking_under_concurrent_retries(
     for replica in replicas:  # each replica answered its half
         posts = scrape(replica.url).get("mps_http_requests_total", [])
         served = sum(v for labels, v in posts if labels.get("route") == "/v1/meetings")
-        assert served == REQUESTS // 2
+        assert served == REQUESTS // 2, (replica.url, served)
 
     counts = tally.settle(emulator, external_ids, organizer=organizer)
-    assert sum(c["calls"] for c in counts.values()) == BOOKINGS  # one createOrGet each
+    calls = {e: c["calls"] for e, c in counts.items() if c["calls"] != 1}
+    assert not calls, f"createOrGet calls other than one per booking: {calls}"
