@@ -20,7 +20,7 @@ from service.config import Settings
 from service.errors import BookingBusy, StoreUnavailable
 from service.graph import GraphClient
 from service.provisioning import CANCELLED, FIRST_POLL, LAST_POLL, active
-from service.store import BookingStore
+from service.store import BookingStore, new_lock_token
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,8 @@ class Lifecycle:
     def _locked(self, caller: Caller, booking_id: str) -> Iterator[None]:
         deadline = time.monotonic() + self.wait_seconds
         poll = FIRST_POLL
-        while (token := self.store.acquire(caller.id, booking_id)) is None:
+        token = new_lock_token()
+        while not self.store.acquire(caller.id, booking_id, token):
             if time.monotonic() + poll > deadline:
                 raise BookingBusy(
                     f"Another request for booking {booking_id!r} has held it for over "

@@ -68,6 +68,16 @@ draining = Gauge(
 quota_rejections = Counter(
     "mps_organizer_quota_rejections_total", "Bookings refused (429): organizer at its monthly limit"
 )
+# Gauges computed when scraped (service.quota.QuotaCollector), not kept per process.
+ORGANIZER_MEETINGS_MONTH = (
+    "mps_organizer_meetings_month",
+    "Meetings this service created for an organizer in the current UTC month",
+)
+ORGANIZER_MONTHLY_LIMIT = (
+    "mps_organizer_monthly_limit",
+    "Meetings per organizer per UTC month before the service answers 429 (0: off)",
+)
+SCRAPE_TIME_GAUGES = (ORGANIZER_MEETINGS_MONTH[0], ORGANIZER_MONTHLY_LIMIT[0])
 redis_up = Gauge(
     "mps_redis_up", "1 if the last Redis command succeeded, else 0", multiprocess_mode="liveall"
 )

@@ -32,7 +32,7 @@ from service.errors import (
 from service.graph import GraphClient, GraphResult
 from service.organizers import Organizers
 from service.quota import OrganizerQuota
-from service.store import BookingStore
+from service.store import BookingStore, new_lock_token
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +87,9 @@ class Provisioner:
 
     def provision(self, caller: Caller, request: BookingRequest) -> Outcome:
         self.organizers.check(caller, request)
+        token = new_lock_token()
         try:
-            return self._single_flight(caller, request)
+            return self._single_flight(caller, request, token)
         except StoreUnavailable:
             if request.organizer_pool is not None:
                 # Without the store, the organizer picked earlier for this booking is
@@ -99,13 +100,18 @@ class Provisioner:
             # meeting, so booking systems keep working through a Redis outage.
             logger.warning("store unavailable, calling Graph directly")
             ext_id = external_id(self.namespace, caller.id, request.booking_id)
-            result = self.graph.create_or_get(request.organizer_id, request.graph_body(ext_id))
+            try:
+                result = self.graph.create_or_get(request.organizer_id, request.graph_body(ext_id))
+            finally:
+                # A lock SET that timed out may still have landed in a stalled Redis; left
+                # there, it would hold up this booking until it expires.
+                self._release(caller, request.booking_id, token)
             return self._outcome(request, ext_id, 0, result)
 
     def lookup(self, caller: Caller, booking_id: str) -> dict[str, Any]:
         return active(self.store.get(caller.id, booking_id), booking_id)
 
-    def _single_flight(self, caller: Caller, request: BookingRequest) -> Outcome:
+    def _single_flight(self, caller: Caller, request: BookingRequest, token: str) -> Outcome:
         deadline = time.monotonic() + self.wait_seconds
         poll = FIRST_POLL
         waited = False
@@ -113,8 +119,7 @@ class Provisioner:
             record = self.store.get(caller.id, request.booking_id)
             if is_active(record):
                 return self._replay(record, request, waited)
-            token = self.store.acquire(caller.id, request.booking_id)
-            if token is not None:
+            if self.store.acquire(caller.id, request.booking_id, token):
                 return self._as_owner(caller, request, token, waited)
             if not waited:
                 waited = True
@@ -160,10 +165,13 @@ class Provisioner:
                 logger.warning("meeting provisioned but not stored")
             return outcome
         finally:
-            try:
-                self.store.release(caller.id, request.booking_id, token)
-            except StoreUnavailable:
-                pass  # the lock expires by itself
+            self._release(caller, request.booking_id, token)
+
+    def _release(self, caller: Caller, booking_id: str, token: str) -> None:
+        try:
+            self.store.release(caller.id, booking_id, token)
+        except StoreUnavailable:
+            pass  # the lock expires by itself
 
     def _replay(self, record: dict[str, Any], request: BookingRequest, waited: bool) -> Outcome:
         differing = differing_fields(record.get("request", {}), request.fingerprint())

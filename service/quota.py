@@ -119,20 +119,12 @@ class QuotaCollector:
         self.quota = quota
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        yield GaugeMetricFamily(
-            "mps_organizer_monthly_limit",
-            "Meetings per organizer per UTC month before the service answers 429 (0: off)",
-            value=self.quota.limit,
-        )
+        yield GaugeMetricFamily(*metrics.ORGANIZER_MONTHLY_LIMIT, value=self.quota.limit)
         try:
             counts = self.quota.store.meetings_created_in(self.quota.month())
         except StoreUnavailable:
             return  # mps_redis_up already says why
-        family = GaugeMetricFamily(
-            "mps_organizer_meetings_month",
-            "Meetings this service created for an organizer in the current UTC month",
-            labels=["organizer"],
-        )
+        family = GaugeMetricFamily(*metrics.ORGANIZER_MEETINGS_MONTH, labels=["organizer"])
         for organizer_id, created in sorted(counts.items()):
             family.add_metric([organizer_id], created)
         yield family

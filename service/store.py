@@ -57,6 +57,10 @@ def quota_key(organizer_id: str, month: str) -> str:
     return f"{KEY_PREFIX}:quota:{organizer_id}:{month}"
 
 
+def new_lock_token() -> str:
+    return secrets.token_hex(16)
+
+
 def key(kind: str, caller_id: str, booking_id: str) -> str:
     """The one place Redis keys are spelled. Caller ids cannot contain ':', so the key is
     unambiguous even though booking ids can."""
@@ -115,15 +119,14 @@ class BookingStore:
             )
         )
 
-    def acquire(self, caller_id: str, booking_id: str) -> str | None:
-        """Take the booking's single-flight lock; the owner token, or None if it is held."""
-        token = secrets.token_hex(16)
-        taken = self._call(
-            lambda: self.client.set(
-                key("lock", caller_id, booking_id), token, nx=True, px=self.lock_ttl_ms
-            )
-        )
-        return token if taken else None
+    def acquire(self, caller_id: str, booking_id: str, token: str) -> bool:
+        """Take the booking's single-flight lock with `token`; False if another holds it."""
+        lock = key("lock", caller_id, booking_id)
+        if self._call(lambda: self.client.set(lock, token, nx=True, px=self.lock_ttl_ms)):
+            return True
+        # redis-py sends a command again when its answer timed out (a stalled Redis). If
+        # the first SET did land, the resent one was refused by our own lock: it is ours.
+        return bool(self._call(lambda: self.client.get(lock)) == token)
 
     def release(self, caller_id: str, booking_id: str, token: str) -> None:
         self._call(lambda: self._release(keys=[key("lock", caller_id, booking_id)], args=[token]))

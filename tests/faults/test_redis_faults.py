@@ -216,11 +216,6 @@ def test_flapping_redis_never_costs_a_meeting_or_makes_a_second_one(
     tally.settle(emulator, external_ids, organizer=organizer)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a lock SET NX that Redis runs only after the client's timeout leaves a lock "
-    "nobody releases; the booking then answers 503 booking-in-progress until LOCK_TTL_SECONDS",
-)
 @pytest.mark.parametrize(
     "pause",
     [0.75, 1.3],
@@ -231,17 +226,11 @@ def test_a_lock_set_that_stalls_past_its_timeout_does_not_block_the_booking(
 ):
     """Redis stalls (SIGSTOP) right as the booking's lock is taken, for longer than the
     0.5 s command timeout. redis-py gives up on the SET NX and sends it once more; the
-    stalled server runs both when it resumes. The first one takes the lock with this
-    request's token, so:
-
-    - stalled 0.75 s: the resent SET NX is answered "not set" in time, the request takes
-      its own lock for another request's, waits SINGLE_FLIGHT_WAIT_SECONDS without ever
-      calling Graph, and answers 503 booking-in-progress;
-    - stalled 1.3 s: both attempts time out, the request calls Graph directly (201, as
-      designed), but the lock lands afterwards and is never released.
-
-    Either way every later POST of the booking waits and gets 503 until the lock expires
-    (35 s by default), although Redis answered again after a second.
+    stalled server runs both when it resumes, and the first takes the lock with this
+    request's token. The store must then recognise the lock as its own (stalled 0.75 s:
+    the resent SET is refused by it), and a request that went to Graph directly must
+    release the token it tried to lock with (stalled 1.3 s). Otherwise every later POST
+    of the booking would wait and get 503 until the lock expired.
     """
     redis_server = own_redis()
     proxy = StallingRedisProxy(redis_server, trigger=(b"mps:v1:lock", b"NX"), pause=pause)
