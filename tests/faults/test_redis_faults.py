@@ -167,11 +167,8 @@ def test_flapping_redis_never_costs_a_meeting_or_makes_a_second_one(
     own_redis, start_service, emulator, callers, organizer, tally
 ):
     """Redis stops and resumes every second or so while bookings are made and repeated:
-    every answer is the booking's one meeting.
-
-    Should a stop begin exactly between a booking's GET and its lock SET (a window of well
-    under a millisecond), this test meets the bug shown deterministically by the xfail test
-    below: a 503 booking-in-progress after SINGLE_FLIGHT_WAIT_SECONDS (3 s here, to bound it).
+    every answer is the booking's one meeting. (A stop that begins exactly at a lock SET is
+    provoked deterministically by the stalled-lock test below.)
     """
     redis_server = own_redis()
     service = start_service(
