@@ -24,6 +24,9 @@ from service.store import BookingStore
 logger = logging.getLogger(__name__)
 
 
+UNCHECKED = -1
+
+
 @dataclass(frozen=True)
 class Usage:
     organizer_id: str
@@ -75,8 +78,16 @@ class OrganizerQuota:
         if not self.limit:
             yield reservation
             return
-        created = self.store.reserve_meeting(organizer_id, month, self.limit)
-        logger.debug("organizer %s: meeting %s of %s this month", organizer_id, created, self.limit)
+        try:
+            created = self.store.reserve_meeting(organizer_id, month, self.limit)
+        except StoreUnavailable:
+            # Neither counted nor refused while Redis is away (Graph's own limit still
+            # holds); failing here would only push the request onto the degraded path.
+            logger.warning("quota not checked: the store is unavailable")
+            created = UNCHECKED
+        if created == UNCHECKED:
+            yield reservation
+            return
         if created is None:
             metrics.quota_rejections.inc()
             raise QuotaExhausted(
@@ -93,7 +104,10 @@ class OrganizerQuota:
             yield reservation
         finally:
             if not reservation.kept:
-                self.store.unreserve_meeting(organizer_id, month)
+                try:
+                    self.store.unreserve_meeting(organizer_id, month)
+                except StoreUnavailable:
+                    logger.warning("quota reservation not handed back: store unavailable")
 
     def _seconds_to_next_month(self) -> int:
         now = self.clock()
