@@ -6,7 +6,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 from urllib.parse import quote
 
@@ -40,25 +40,37 @@ class GraphResult:
     client_request_id: str
 
 
-@dataclass(frozen=True)
-class Sent:
-    """An accepted answer to one logical Graph call."""
-
-    operation: str
-    response: requests.Response
-    client_request_id: str
-    organizer_id: str
+ORGANIZER_UNKNOWN = (
+    "Microsoft Graph does not know this organizer: organizerId must be the Entra object ID "
+    "of a user in the tenant (with a Teams license)."
+)
+MEETING_GONE = (
+    "Microsoft Graph no longer has this booking's meeting (deleted outside this service?). "
+    "Cancel the booking (DELETE) and book it again to get a new one."
+)
 
 
 @dataclass(frozen=True)
 class _Call:
+    """One logical Graph call, whatever number of attempts it takes."""
+
     operation: str  # the metrics and log name
     method: str
+    organizer_id: str
     url: str
     body: dict[str, Any] | None
-    client_request_id: str
     accept: frozenset[int]
-    organizer_id: str
+    not_found: str  # what a 404 means for this operation
+    # One id for all attempts, so Microsoft support can follow the whole call.
+    client_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass(frozen=True)
+class Sent:
+    """An accepted answer to a call."""
+
+    call: _Call
+    response: requests.Response
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,7 @@ class GraphClient:
                 "/createOrGet",
                 body,
                 accept=frozenset({200, 201}),
+                not_found=ORGANIZER_UNKNOWN,
             )
         )
 
@@ -140,6 +153,7 @@ class GraphClient:
                 f"/{quote(meeting_id, safe='')}",
                 body,
                 accept=frozenset({200}),
+                not_found=MEETING_GONE,
             )
         )
 
@@ -156,6 +170,7 @@ class GraphClient:
             f"/{quote(meeting_id, safe='')}",
             None,
             accept=frozenset({204, 200, 404}),
+            not_found=MEETING_GONE,
         )
         return sent.response.status_code != 404
 
@@ -163,12 +178,12 @@ class GraphClient:
         response = sent.response
         meeting = _json(response)
         if not isinstance(meeting.get("id"), str):
-            self._raise_for(sent.operation, response, sent.client_request_id, sent.organizer_id)
+            self._raise_for(sent.call, response)
         return GraphResult(
             response.status_code == 201,
             meeting,
             response.headers.get("request-id"),
-            sent.client_request_id,
+            sent.call.client_request_id,
         )
 
     def _send(
@@ -180,14 +195,21 @@ class GraphClient:
         body: dict[str, Any] | None,
         *,
         accept: frozenset[int],
+        not_found: str,
     ) -> Sent:
         """One logical Graph call to /users/{organizer}/onlineMeetings{resource}: attempts
         until an accepted status, inside the budget."""
-        url = f"{self.root}/users/{organizer_id}/onlineMeetings{resource}"
+        call = _Call(
+            operation,
+            method,
+            organizer_id,
+            f"{self.root}/users/{organizer_id}/onlineMeetings{resource}",
+            body,
+            accept,
+            not_found,
+        )
+        client_request_id = call.client_request_id
         budget = Budget(self.budget_seconds)
-        # One id for the logical call, so Microsoft support can follow every attempt of it.
-        client_request_id = str(uuid.uuid4())
-        call = _Call(operation, method, url, body, client_request_id, accept, organizer_id)
         token_refreshed = False
         while True:
             token = self.tokens.token()
@@ -202,7 +224,7 @@ class GraphClient:
                 self.tokens.invalidate()
                 continue
             if outcome.response is not None and outcome.reason not in RETRY_REASONS:
-                self._raise_for(operation, outcome.response, client_request_id, organizer_id)
+                self._raise_for(call, outcome.response)
             delay = budget.next_delay(outcome.retry_after)
             if delay > budget.remaining():
                 self._exhausted(outcome, delay, client_request_id)
@@ -266,7 +288,7 @@ class GraphClient:
         else:
             self.breaker.record_success()
         if status in call.accept:
-            return Sent(call.operation, response, call.client_request_id, call.organizer_id)
+            return Sent(call, response)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return _Failure(str(status), retry_after, response)
 
@@ -287,13 +309,7 @@ class GraphClient:
             },
         )
 
-    def _raise_for(
-        self,
-        operation: str,
-        response: requests.Response,
-        client_request_id: str,
-        organizer_id: str,
-    ) -> NoReturn:
+    def _raise_for(self, call: _Call, response: requests.Response) -> NoReturn:
         status = response.status_code
         found = _json(response).get("error")
         error: dict[str, Any] = found if isinstance(found, dict) else {}
@@ -304,16 +320,16 @@ class GraphClient:
             "code": error.get("code"),
             "message": error.get("message"),
             "request_id": response.headers.get("request-id") or inner.get("request-id"),
-            "client_request_id": client_request_id,
+            "client_request_id": call.client_request_id,
         }
         logger.warning(
             "graph %s failed",
-            operation,
+            call.operation,
             extra={
                 "graphStatus": status,
                 "graphCode": details["code"],
                 # An administrator needs it to grant the access policy (403).
-                "organizerId": organizer_id,
+                "organizerId": call.organizer_id,
             },
         )
         if status == 403:
@@ -323,18 +339,8 @@ class GraphClient:
                 + ACCESS_POLICY_HELP,
                 **details,
             )
-        if status == 404 and operation != "createOrGet":
-            raise GraphRejected(
-                "Microsoft Graph no longer has this booking's meeting (deleted outside this "
-                "service?). Cancel the booking (DELETE) and book it again to get a new one.",
-                **details,
-            )
         if status == 404:
-            raise GraphRejected(
-                "Microsoft Graph does not know this organizer: organizerId must be the Entra "
-                "object ID of a user in the tenant (with a Teams license).",
-                **details,
-            )
+            raise GraphRejected(call.not_found, **details)
         if status == 400:
             raise GraphRejected(
                 f"Microsoft Graph rejected the meeting request: {details['message']}",
@@ -349,7 +355,7 @@ class GraphClient:
             )
         raise GraphUnexpected(
             f"Microsoft Graph answered {status} ({details['code']}), which this service does "
-            f"not expect from {operation}.",
+            f"not expect from {call.operation}.",
             **details,
         )
 

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
 from service import metrics
 from service.booking import MeetingChange
+from service.booking_lock import held
 from service.callers import Caller
 from service.config import Settings
-from service.errors import BookingBusy, StoreUnavailable
 from service.graph import GraphClient
-from service.provisioning import CANCELLED, FIRST_POLL, LAST_POLL, active
-from service.store import BookingStore, new_lock_token
+from service.provisioning import CANCELLED, active
+from service.store import BookingStore
 
 logger = logging.getLogger(__name__)
 
@@ -79,27 +79,8 @@ class Lifecycle:
             self.store.put(caller.id, booking_id, tombstone)
             metrics.meetings.labels(outcome="cancelled").inc()
 
-    @contextmanager
-    def _locked(self, caller: Caller, booking_id: str) -> Iterator[None]:
-        deadline = time.monotonic() + self.wait_seconds
-        poll = FIRST_POLL
-        token = new_lock_token()
-        while not self.store.acquire(caller.id, booking_id, token):
-            if time.monotonic() + poll > deadline:
-                raise BookingBusy(
-                    f"Another request for booking {booking_id!r} has held it for over "
-                    f"{self.wait_seconds:g} s. Retry the same request.",
-                    retry_after=1,
-                )
-            self.sleep(poll)
-            poll = min(LAST_POLL, poll * 2)
-        try:
-            yield
-        finally:
-            try:
-                self.store.release(caller.id, booking_id, token)
-            except StoreUnavailable:
-                pass  # the lock expires by itself
+    def _locked(self, caller: Caller, booking_id: str) -> AbstractContextManager[None]:
+        return held(self.store, caller.id, booking_id, self.wait_seconds, self.sleep)
 
 
 def now() -> str:

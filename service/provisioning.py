@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
-from service import metrics
+from service import booking_lock, metrics
 from service.booking import BookingRequest, differing_fields, external_id
 from service.callers import Caller
 from service.config import Settings
 from service.errors import (
-    BookingBusy,
     BookingCancelled,
     BookingConflict,
     BookingNotFound,
@@ -35,9 +34,6 @@ from service.quota import OrganizerQuota
 from service.store import BookingStore, new_lock_token
 
 logger = logging.getLogger(__name__)
-
-FIRST_POLL = 0.01
-LAST_POLL = 0.2
 
 
 @dataclass(frozen=True)
@@ -105,38 +101,24 @@ class Provisioner:
             finally:
                 # A lock SET that timed out may still have landed in a stalled Redis; left
                 # there, it would hold up this booking until it expires.
-                self._release(caller, request.booking_id, token)
+                booking_lock.release(self.store, caller.id, request.booking_id, token)
             return self._outcome(request, ext_id, 0, result)
 
     def lookup(self, caller: Caller, booking_id: str) -> dict[str, Any]:
         return active(self.store.get(caller.id, booking_id), booking_id)
 
     def _single_flight(self, caller: Caller, request: BookingRequest, token: str) -> Outcome:
-        deadline = time.monotonic() + self.wait_seconds
-        poll = FIRST_POLL
-        waited = False
-        while True:
+        for attempt in booking_lock.attempts(request.booking_id, self.wait_seconds, self.sleep):
             record = self.store.get(caller.id, request.booking_id)
             if is_active(record):
-                return self._replay(record, request, waited)
+                return self._replay(record, request)
             if self.store.acquire(caller.id, request.booking_id, token):
-                return self._as_owner(caller, request, token, waited)
-            if not waited:
-                waited = True
+                return self._as_owner(caller, request, token)
+            if attempt == 0:
                 metrics.meetings.labels(outcome="waited").inc()
-            if time.monotonic() + poll > deadline:
-                raise BookingBusy(
-                    f"Another request for booking {request.booking_id!r} has been talking to "
-                    f"Microsoft Graph for over {self.wait_seconds:g} s. Retry with the same "
-                    "request; it will return that meeting.",
-                    retry_after=1,
-                )
-            self.sleep(poll)
-            poll = min(LAST_POLL, poll * 2)
+        raise AssertionError("unreachable: attempts() ends by raising BookingBusy")
 
-    def _as_owner(
-        self, caller: Caller, request: BookingRequest, token: str, waited: bool
-    ) -> Outcome:
+    def _as_owner(self, caller: Caller, request: BookingRequest, token: str) -> Outcome:
         # The lock outlives the token and Graph budgets (checked in config), so normally
         # only its owner calls Graph. Should it expire early anyway (a paused worker), a
         # second request may call createOrGet concurrently; that is still correct, because
@@ -146,7 +128,7 @@ class Provisioner:
             # our lock.
             record = self.store.get(caller.id, request.booking_id)
             if is_active(record):
-                return self._replay(record, request, waited)
+                return self._replay(record, request)
             # A cancelled booking booked again gets a new externalId generation, so Graph
             # cannot hand back the cancelled meeting.
             generation = record.get("generation", 0) + 1 if record else 0
@@ -165,15 +147,9 @@ class Provisioner:
                 logger.warning("meeting provisioned but not stored")
             return outcome
         finally:
-            self._release(caller, request.booking_id, token)
+            booking_lock.release(self.store, caller.id, request.booking_id, token)
 
-    def _release(self, caller: Caller, booking_id: str, token: str) -> None:
-        try:
-            self.store.release(caller.id, booking_id, token)
-        except StoreUnavailable:
-            pass  # the lock expires by itself
-
-    def _replay(self, record: dict[str, Any], request: BookingRequest, waited: bool) -> Outcome:
+    def _replay(self, record: dict[str, Any], request: BookingRequest) -> Outcome:
         differing = differing_fields(record.get("request", {}), request.fingerprint())
         if differing:
             metrics.meetings.labels(outcome="conflict").inc()

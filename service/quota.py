@@ -24,9 +24,6 @@ from service.store import BookingStore
 logger = logging.getLogger(__name__)
 
 
-UNCHECKED = -1
-
-
 @dataclass(frozen=True)
 class Usage:
     organizer_id: str
@@ -75,35 +72,33 @@ class OrganizerQuota:
         handed back unless the caller keeps it (Graph created the meeting)."""
         month = self.month()
         reservation = Reservation()
-        if not self.limit:
-            yield reservation
-            return
-        try:
-            created = self.store.reserve_meeting(organizer_id, month, self.limit)
-        except StoreUnavailable:
-            # Neither counted nor refused while Redis is away (Graph's own limit still
-            # holds); failing here would only push the request onto the degraded path.
-            logger.warning("quota not checked: the store is unavailable")
-            created = UNCHECKED
-        if created == UNCHECKED:
-            yield reservation
-            return
-        if created is None:
-            metrics.quota_rejections.inc()
-            raise QuotaExhausted(
-                f"Organizer {organizer_id} has reached this service's limit of {self.limit} "
-                f"meetings in {month} (UTC); Microsoft Graph allows 2,000 per organizer per "
-                "month. Book with another organizer, or retry next month.",
-                organizer_id=organizer_id,
-                month=month,
-                created=self.limit,
-                limit=self.limit,
-                retry_after=self._seconds_to_next_month(),
-            )
+        counted = False
+        if self.limit:
+            try:
+                created = self.store.reserve_meeting(organizer_id, month, self.limit)
+            except StoreUnavailable:
+                # Neither counted nor refused while Redis is away (Graph's own limit still
+                # holds); failing here would only push the request onto the degraded path.
+                logger.warning("quota not checked: the store is unavailable")
+            else:
+                if created is None:
+                    metrics.quota_rejections.inc()
+                    raise QuotaExhausted(
+                        f"Organizer {organizer_id} has reached this service's limit of "
+                        f"{self.limit} meetings in {month} (UTC); Microsoft Graph allows 2,000 "
+                        "per organizer per month. Book with another organizer, or retry next "
+                        "month.",
+                        organizer_id=organizer_id,
+                        month=month,
+                        created=self.limit,
+                        limit=self.limit,
+                        retry_after=self._seconds_to_next_month(),
+                    )
+                counted = True
         try:
             yield reservation
         finally:
-            if not reservation.kept:
+            if counted and not reservation.kept:
                 try:
                     self.store.unreserve_meeting(organizer_id, month)
                 except StoreUnavailable:
