@@ -44,8 +44,12 @@ def external_id(namespace: uuid.UUID, caller_id: str, booking_id: str, generatio
 
 
 def graph_time(moment: datetime) -> str:
-    """Graph's DateTimeOffset in UTC, e.g. 2026-11-21T09:00:00.0000000Z."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
+    """Graph's DateTimeOffset in UTC, e.g. 2026-11-21T09:00:00.0000000Z.
+
+    Not strftime: its %Y does not pad years before 1000 to four digits on glibc.
+    """
+    utc = moment.astimezone(UTC)
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}.{utc.microsecond:06d}0Z"
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,14 @@
 """A per-process circuit breaker in front of Microsoft Graph.
 
 During a sustained Graph outage every request would otherwise spend its whole retry
-budget hammering Graph and holding a worker thread. After `threshold` consecutive
-failures the circuit opens: calls are refused at once (the caller gets a fast 503 with
+budget hammering Graph and holding a worker thread. After `threshold` consecutive failed
+calls the circuit opens: calls are refused at once (the caller gets a fast 503 with
 Retry-After) for `cooldown` seconds. Then one probe call at a time is let through
 (half-open); its success closes the circuit, its failure opens it again.
+
+A logical call counts once, however many attempts its retries make: a request that Graph
+keeps failing for reasons of its own (one caller's odd input) must not open the circuit
+for every caller of the instance. Only failures of different calls in a row do.
 
 Hand-written (about 80 lines) rather than a library: pybreaker holds its lock for the
 whole wrapped call, which would serialise every Graph call of a threaded worker
@@ -93,11 +97,14 @@ class CircuitBreaker:
             if self._state is not State.CLOSED:
                 self._set(State.CLOSED)
 
-    def record_failure(self) -> None:
+    def record_failure(self, *, retry: bool = False) -> None:
+        """A failed attempt; `retry` when an earlier attempt of the same call already
+        failed (then it does not count again, but still ends a half-open probe)."""
         if not self.enabled:
             return
         with self._lock:
-            self._failures += 1
+            if not retry:
+                self._failures += 1
             self._probing = False
             if self._state is State.HALF_OPEN or (
                 self._state is State.CLOSED and self._failures >= self.threshold

@@ -71,6 +71,7 @@ class Sent:
 
     call: _Call
     response: requests.Response
+    graph_failed = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class _Failure:
     reason: str
     retry_after: float | None = None
     response: requests.Response | None = None
+    graph_failed: bool = False  # 5xx or no answer: counts towards the circuit
 
 
 class GraphClient:
@@ -211,10 +213,16 @@ class GraphClient:
         client_request_id = call.client_request_id
         budget = Budget(self.budget_seconds)
         token_refreshed = False
+        graph_failed = False  # counted towards the circuit once per call (service.breaker)
         while True:
             token = self.tokens.token()
             self._admit(client_request_id)
             outcome = self._attempt(call, token, budget)
+            if outcome.graph_failed:
+                self.breaker.record_failure(retry=graph_failed)
+                graph_failed = True
+            else:
+                self.breaker.record_success()
             if isinstance(outcome, Sent):
                 return outcome
             if outcome.reason == "401" and not token_refreshed:
@@ -277,20 +285,15 @@ class GraphClient:
         except requests.RequestException as error:
             reason = _transport_failure(error)
             self._record(call, started, reason)
-            self.breaker.record_failure()
-            return _Failure(reason)
+            return _Failure(reason, graph_failed=True)
         status = response.status_code
         self._record(call, started, str(status), response.headers.get("request-id"))
-        # Any answer below 500 (a 429 too) shows Graph is up; 5xx and silence count
-        # towards opening the circuit.
-        if status >= 500:
-            self.breaker.record_failure()
-        else:
-            self.breaker.record_success()
         if status in call.accept:
             return Sent(call, response)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return _Failure(str(status), retry_after, response)
+        # Any answer below 500 (a 429 too) shows Graph is up; 5xx and silence count
+        # towards opening the circuit.
+        return _Failure(str(status), retry_after, response, graph_failed=status >= 500)
 
     def _record(
         self, call: _Call, started: float, outcome: str, request_id: str | None = None

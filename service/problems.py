@@ -26,6 +26,10 @@ HTTP_PROBLEMS: dict[int, tuple[str, str]] = {
     500: ("internal-error", "Internal error"),
 }
 UNKNOWN_FIELD = "Unknown field."
+# An answer names at most this many invalid fields, each name cut to a readable length:
+# the errors of a hostile body must not make an answer many times its size.
+MAX_REPORTED_ERRORS = 20
+MAX_FIELD_NAME = 100
 DRAIN_LIMIT = 1024 * 1024
 
 
@@ -77,6 +81,17 @@ def flatten_messages(messages: Any, prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def bounded(errors: Mapping[str, str]) -> dict[str, str]:
+    """The first MAX_REPORTED_ERRORS errors (by field name), with names cut short."""
+    return {
+        _shortened(name): message for name, message in sorted(errors.items())[:MAX_REPORTED_ERRORS]
+    }
+
+
+def _shortened(name: str) -> str:
+    return name if len(name) <= MAX_FIELD_NAME else name[:MAX_FIELD_NAME] + "…"
+
+
 def from_service_error(error: ServiceError) -> Response:
     return problem(
         error.status, error.slug, error.title, error.detail, error.extensions, error.headers
@@ -103,7 +118,12 @@ def from_http_exception(error: HTTPException) -> Response:
             detail = "The body is not valid JSON."
             errors = {"body": "is not valid JSON"}
         else:
-            detail = "Some fields are invalid: " + ", ".join(sorted(errors)) + "."
+            found = len(errors)
+            errors = bounded(errors)
+            detail = "Some fields are invalid: " + ", ".join(sorted(errors))
+            if found > len(errors):
+                detail += f", and {found - len(errors)} more (fix these first)"
+            detail += "."
         extensions["errors"] = errors
     if status == 413 and has_request_context():
         limit = current_app.config.get("MAX_CONTENT_LENGTH")

@@ -151,6 +151,7 @@ def _meeting_times(body: dict[str, Any]) -> tuple[int, int]:
     try:
         start = times.parse(start_text) if start_text else times.now_ticks()
         end = times.parse(end_text) if end_text else start + times.ONE_HOUR
+        times.in_range(end, "startDateTime + 1 hour (the default endDateTime)")
     except ValueError as exc:  # matches the contract's pattern but is no real date
         raise GraphError(400, "BadRequest", str(exc)) from exc
     if end < start:

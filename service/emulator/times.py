@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 TICKS_PER_SECOND = 10_000_000
 ONE_HOUR = 3600 * TICKS_PER_SECOND
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# .NET's DateTimeOffset range in UTC: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.9999999Z.
+MIN_TICKS = int((datetime(1, 1, 1, tzinfo=UTC) - _EPOCH).total_seconds()) * TICKS_PER_SECOND
+MAX_TICKS = (
+    int((datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) - _EPOCH).total_seconds()) + 1
+) * TICKS_PER_SECOND - 1
 
 # The contract's Edm.DateTimeOffset pattern, with groups. The request body has already
 # been validated against the contract, so this only has to split the parts out.
@@ -39,14 +45,26 @@ def parse(value: str) -> int:
     except ValueError as exc:  # e.g. 30 February: matches the pattern, but no such day
         raise ValueError(f"'{value}' is not a valid DateTimeOffset: {exc}") from exc
     fraction = (match["fraction"] or "")[:7].ljust(7, "0")
-    return int(whole.timestamp()) * TICKS_PER_SECOND + int(fraction)
+    return in_range(int(whole.timestamp()) * TICKS_PER_SECOND + int(fraction), value)
+
+
+def in_range(ticks: int, what: str) -> int:
+    """`ticks`, or ValueError if its UTC form is outside DateTimeOffset's years 1-9999
+    (as for start + 1 h when the start is in the last hour of 9999)."""
+    if not MIN_TICKS <= ticks <= MAX_TICKS:
+        raise ValueError(
+            f"'{what}' is out of range: the UTC date-time must be between "
+            "0001-01-01T00:00:00Z and 9999-12-31T23:59:59.9999999Z"
+        )
+    return ticks
 
 
 def format_utc(ticks: int) -> str:
     """Format ticks the way Graph does in responses: UTC, seven digits, ``Z``."""
     seconds, fraction = divmod(ticks, TICKS_PER_SECOND)
-    whole = datetime.fromtimestamp(seconds, UTC)
-    return f"{whole:%Y-%m-%dT%H:%M:%S}.{fraction:07d}Z"
+    whole = _EPOCH + timedelta(seconds=seconds)
+    # Not %Y alone: glibc's strftime does not pad years before 1000 to four digits.
+    return f"{whole.year:04d}-{whole:%m-%dT%H:%M:%S}.{fraction:07d}Z"
 
 
 def now_ticks() -> int:

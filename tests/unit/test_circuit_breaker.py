@@ -100,3 +100,22 @@ def test_only_one_thread_probes(breaker, clock):
     for thread in threads:
         thread.join()
     assert len(admitted) == 1
+
+
+def test_the_retries_of_one_call_count_once(breaker):
+    breaker.before_call()
+    breaker.record_failure()
+    for _ in range(10):
+        breaker.before_call()
+        breaker.record_failure(retry=True)
+    assert breaker.state is State.CLOSED
+    fail(breaker, 2)  # two other calls fail: three calls in a row
+    assert breaker.state is State.OPEN
+
+
+def test_a_failed_retry_still_ends_a_half_open_probe(breaker, clock):
+    fail(breaker, 3)
+    clock.now += 10
+    breaker.before_call()  # the probe
+    breaker.record_failure(retry=True)
+    assert breaker.state is State.OPEN
