@@ -16,6 +16,7 @@ from service.callers import Caller, authenticate
 from service.errors import InvalidRequest, OrganizerNotAllowed, Unauthenticated
 from service.schemas import (
     BOOKING_ID,
+    BOOKING_ID_PATTERN,
     BOOKING_ID_RULE,
     BookingSchema,
     MeetingChangeSchema,
@@ -75,23 +76,78 @@ DELETE_ERRORS = {
 }
 
 
-MEETING_HEADERS = {
-    "Location": {"description": "/v1/meetings/{bookingId}", "schema": {"type": "string"}},
-    "Idempotent-Replayed": {
-        "description": "`true` when answered from the store without calling Graph",
-        "schema": {"type": "string", "enum": ["true"]},
-    },
+LOCATION = {
+    "description": "The booking's URL: `/v1/meetings/{bookingId}`",
+    "required": True,
+    "schema": {"type": "string", "format": "uri-reference"},
+}
+REPLAYED = {
+    "description": "`true` when the store answered without calling Graph (a replay); absent "
+    "when Graph answered",
+    "required": False,
+    "schema": {"type": "string", "enum": ["true"]},
+}
+RETRY_AFTER = {
+    "description": "Seconds to wait before retrying (RFC 9110 delay-seconds); retrying with the "
+    "same bookingId is always safe",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+}
+WWW_AUTHENTICATE = {
+    "description": "The scheme to authenticate with: `Bearer`",
+    "required": True,
+    "schema": {"type": "string"},
+}
+# Headers a problem answer of a status carries (X-Request-ID is added to every answer in
+# service.openapi).
+PROBLEM_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": WWW_AUTHENTICATE},
+    429: {"Retry-After": RETRY_AFTER},
+    503: {"Retry-After": RETRY_AFTER},
+}
+
+BOOKING_ID_PARAMETER = {
+    "in": "path",
+    "name": "bookingId",
+    "description": "The bookingId the meeting was provisioned for (" + BOOKING_ID_RULE + ")",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": BOOKING_ID_PATTERN},
+}
+ORGANIZER_ID_PARAMETER = {
+    "in": "path",
+    "name": "organizerId",
+    "description": "The organizer's Entra object ID (a GUID)",
+    "schema": {"type": "string", "format": "uuid"},
+}
+
+
+# OpenAPI links: from an answer carrying a Meeting to the booking's own operations (client
+# generators and schemathesis' stateful phase follow them).
+MEETING_LINKS = {
+    name: {
+        "operationId": operation_id,
+        "parameters": {"bookingId": "$response.body#/bookingId"},
+        "description": description,
+    }
+    for name, operation_id, description in (
+        ("GetMeeting", "getMeeting", "Read the booking's meeting back"),
+        ("RescheduleMeeting", "rescheduleMeeting", "Change its subject, times or attendees"),
+        ("CancelMeeting", "cancelMeeting", "Cancel it"),
+    )
 }
 
 
 def document_errors(errors: dict[int, str]) -> Any:
-    """Document the problem responses and the API-key requirement of a view."""
+    """Document the problem responses of a view (the API key is required by the document's
+    root `security`; see service.app)."""
 
     def decorate(view: Any) -> Any:
-        view = blp.doc(security=[{"apiKey": []}])(view)
         for status, description in errors.items():
             view = blp.alt_response(
-                status, schema=ProblemSchema, content_type=PROBLEM, description=description
+                status,
+                schema=ProblemSchema,
+                content_type=PROBLEM,
+                description=description,
+                headers=PROBLEM_HEADERS.get(status),
             )(view)
         return view
 
@@ -125,16 +181,21 @@ def caller() -> Caller:
 class Meetings(MethodView):
     @blp.arguments(BookingSchema, error_status_code=400)
     @blp.response(
-        201, MeetingSchema, description="Graph created the meeting", headers=MEETING_HEADERS
+        201, MeetingSchema, description="Graph created the meeting", headers={"Location": LOCATION}
     )
     @blp.alt_response(
         200,
         schema=MeetingSchema,
         description="The meeting already existed (Graph said so, or the store answered: "
         "then `Idempotent-Replayed: true`)",
-        headers=MEETING_HEADERS,
+        headers={"Location": LOCATION, "Idempotent-Replayed": REPLAYED},
+        success=True,
     )
     @document_errors({**COMMON_ERRORS, **POST_ERRORS})
+    @blp.doc(
+        operationId="provisionMeeting",
+        responses={201: {"links": MEETING_LINKS}, 200: {"links": MEETING_LINKS}},
+    )
     def post(self, booking: BookingRequest) -> Any:
         """Provision the Teams meeting for a booking, or return the one it already has"""
         if booking.chat_info is not None and not services().settings.beta:
@@ -150,12 +211,13 @@ class Meetings(MethodView):
         return meeting_body(outcome.record), 201 if outcome.created else 200, headers
 
 
-@blp.route("/meetings/<bookingId>")
+@blp.route("/meetings/<bookingId>", parameters=[BOOKING_ID_PARAMETER])
 class Meeting(MethodView):
-    @blp.response(200, MeetingSchema)
+    @blp.response(200, MeetingSchema, description="The booking's meeting")
     @document_errors(
         {**COMMON_ERRORS, 400: "Malformed bookingId", 404: "No such booking, or cancelled"}
     )
+    @blp.doc(operationId="getMeeting")
     def get(self, bookingId: str) -> Any:  # noqa: N803 - the path parameter's public name
         """The meeting provisioned for a booking by this caller"""
         booking_id = checked_booking_id(bookingId)
@@ -164,6 +226,7 @@ class Meeting(MethodView):
     @blp.arguments(MeetingChangeSchema, error_status_code=400)
     @blp.response(200, MeetingSchema, description="The meeting, as Graph has it after the change")
     @document_errors({**COMMON_ERRORS, **PATCH_ERRORS})
+    @blp.doc(operationId="rescheduleMeeting")
     def patch(self, change: MeetingChange, bookingId: str) -> Any:  # noqa: N803
         """Reschedule: change the subject, both times, or the attendee list
 
@@ -176,6 +239,7 @@ class Meeting(MethodView):
 
     @blp.response(204, description="The meeting is deleted at Graph (or was already gone)")
     @document_errors({**COMMON_ERRORS, **DELETE_ERRORS})
+    @blp.doc(operationId="cancelMeeting")
     def delete(self, bookingId: str) -> Any:  # noqa: N803
         """Cancel: delete the booking's meeting
 
@@ -187,9 +251,9 @@ class Meeting(MethodView):
         return "", 204
 
 
-@blp.route("/organizers/<organizerId>/usage")
+@blp.route("/organizers/<organizerId>/usage", parameters=[ORGANIZER_ID_PARAMETER])
 class OrganizerUsage(MethodView):
-    @blp.response(200, UsageSchema)
+    @blp.response(200, UsageSchema, description="The organizer's usage this month")
     @document_errors(
         {
             **COMMON_ERRORS,
@@ -197,6 +261,7 @@ class OrganizerUsage(MethodView):
             403: "This caller may not book for this organizer",
         }
     )
+    @blp.doc(operationId="getOrganizerUsage")
     def get(self, organizerId: str) -> Any:  # noqa: N803 - the path parameter's public name
         """Meetings created for an organizer this month (UTC), and the limit"""
         if not is_guid(organizerId):

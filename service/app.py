@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
-from service import api, logs, metrics, observability, ops, problems
+from service import api, logs, metrics, observability, openapi, ops, problems
 from service.config import Settings
 from service.errors import StoreUnavailable
 from service.schemas import ProblemSchema
@@ -23,8 +23,18 @@ API_CONFIG: dict[str, Any] = {
             "booking systems retry. Errors are RFC 9457 application/problem+json."
         },
         "components": {
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "apiKeyBearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The caller's API key as a bearer token: "
+                    "`Authorization: Bearer <key>`. Keys are issued by the operators "
+                    "(CLIENTS_FILE); they are not OAuth tokens.",
+                }
+            },
         },
+        # Every operation needs the key unless it says otherwise (the ops endpoints do).
+        "security": [{"apiKeyBearer": []}],
     },
 }
 
@@ -63,6 +73,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     except StoreUnavailable:
         pass  # logged; the service starts anyway and degrades (see README, Failure modes)
     smorest = register_api(app)
-    app.extensions["openapi-yaml"] = smorest.spec.to_yaml()
+    app.extensions["openapi-yaml"] = openapi.render(smorest)
     observability.register(app)
     return app

@@ -17,10 +17,14 @@ from service.wiring import services
 
 blp = Blueprint("operations", __name__, description="Health, metrics and the API document")
 
+# The platform's endpoints need no API key (the API's root `security` does not apply).
+NO_KEY: list[dict[str, list[str]]] = []
+
 
 @blp.route("/healthz")
 class Liveness(MethodView):
-    @blp.response(200, LivenessSchema)
+    @blp.response(200, LivenessSchema, description="The process answers")
+    @blp.doc(operationId="getLiveness", security=NO_KEY)
     def get(self) -> Any:
         """Liveness: the process answers. Touches neither Redis nor Graph"""
         return {"status": "ok"}
@@ -30,6 +34,7 @@ class Liveness(MethodView):
 class Readiness(MethodView):
     @blp.response(200, ReadinessSchema, description="Serving (ready, or degraded)")
     @blp.alt_response(503, schema=ReadinessSchema, description="Shutting down (draining)")
+    @blp.doc(operationId="getReadiness", security=NO_KEY)
     def get(self) -> Any:
         """Readiness: 503 only while shutting down; a failing dependency shows as degraded
 
@@ -66,7 +71,16 @@ class Readiness(MethodView):
 
 @blp.route("/metrics")
 class Metrics(MethodView):
-    @blp.doc(responses={"200": {"description": "Prometheus text exposition format"}})
+    @blp.doc(
+        operationId="getMetrics",
+        security=NO_KEY,
+        responses={
+            "200": {
+                "description": "Prometheus text exposition format (version 0.0.4)",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+    )
     def get(self) -> Response:
         """Prometheus metrics of all workers of this instance"""
         payload, content_type = metrics.render(extra=[QuotaCollector(services().quota)])
@@ -75,7 +89,16 @@ class Metrics(MethodView):
 
 @blp.route("/openapi.yaml")
 class OpenApiDocument(MethodView):
-    @blp.doc(responses={"200": {"description": "This API's OpenAPI document (YAML)"}})
+    @blp.doc(
+        operationId="getOpenApiDocument",
+        security=NO_KEY,
+        responses={
+            "200": {
+                "description": "This API's OpenAPI 3.1 document (YAML)",
+                "content": {"application/yaml": {"schema": {"type": "string"}}},
+            }
+        },
+    )
     def get(self) -> Response:
         """This document"""
         return Response(current_app.extensions["openapi-yaml"], mimetype="application/yaml")

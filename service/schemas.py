@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 from marshmallow import (
-    EXCLUDE,
     RAISE,
     Schema,
     ValidationError,
@@ -240,14 +239,33 @@ class MeetingChangeSchema(Schema):
         )
 
 
+# How Graph writes the times of a meeting, and so how answers carry them: UTC, `Z`, up to
+# seven fractional digits (.NET ticks), e.g. 2026-11-23T08:00:00.0000000Z.
+GRAPH_DATE_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,7})?Z$"
+GRAPH_DATE_TIME = {
+    "format": "date-time",
+    "pattern": GRAPH_DATE_TIME_PATTERN,
+    "example": "2026-11-23T08:00:00.0000000Z",
+}
+GUID_FORMAT = {"format": "uuid"}
+MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+
+
 class UsageSchema(Schema):
     """An organizer's meetings created through this service in the current UTC month."""
 
-    organizerId = fields.String(required=True)
-    month = fields.String(required=True, metadata={"example": "2026-11"})
-    created = fields.Integer(required=True)
+    organizerId = fields.String(required=True, metadata=GUID_FORMAT)
+    month = fields.String(
+        required=True,
+        metadata={"pattern": MONTH_PATTERN, "example": "2026-11", "description": "UTC month"},
+    )
+    created = fields.Integer(
+        required=True,
+        metadata={"minimum": 0, "description": "Meetings created (Graph 201) this month"},
+    )
     limit = fields.Integer(
-        required=True, metadata={"description": "The service refuses (429) at this count"}
+        required=True,
+        metadata={"minimum": 0, "description": "The service refuses (429) at this count"},
     )
 
 
@@ -255,58 +273,183 @@ class MeetingSchema(Schema):
     """The Teams meeting provisioned for a booking."""
 
     class Meta:
-        unknown = EXCLUDE
+        # Only dumped, never loaded: RAISE documents that an answer has no other members.
+        unknown = RAISE
 
-    bookingId = fields.String(required=True)
-    externalId = fields.String(
-        required=True, metadata={"description": "Graph externalId: UUIDv5 of caller and booking"}
+    bookingId = fields.String(
+        required=True,
+        metadata={"pattern": BOOKING_ID_PATTERN, "minLength": 1, "maxLength": 128},
     )
-    organizerId = fields.String(required=True)
+    externalId = fields.String(
+        required=True,
+        metadata={
+            **GUID_FORMAT,
+            "description": "Graph externalId: UUIDv5 of caller, booking and generation",
+        },
+    )
+    organizerId = fields.String(
+        required=True,
+        metadata={
+            **GUID_FORMAT,
+            "description": "The organizer's Entra object ID (for a pool booking: the member "
+            "chosen)",
+        },
+    )
     meetingId = fields.String(required=True, metadata={"description": "Graph onlineMeeting id"})
-    joinWebUrl = fields.String(required=True, allow_none=True)
+    joinWebUrl = fields.String(
+        required=True, allow_none=True, metadata={"description": "The Teams join link"}
+    )
     subject = fields.String(allow_none=True)
-    startDateTime = fields.String(allow_none=True, metadata={"format": "date-time"})
-    endDateTime = fields.String(allow_none=True, metadata={"format": "date-time"})
+    startDateTime = fields.String(
+        allow_none=True,
+        metadata={
+            **GRAPH_DATE_TIME,
+            "description": "As Graph returns it: UTC with `Z` and up to 7 fractional digits",
+        },
+    )
+    endDateTime = fields.String(
+        allow_none=True,
+        metadata={
+            **GRAPH_DATE_TIME,
+            "description": "As Graph returns it: UTC with `Z` and up to 7 fractional digits",
+        },
+    )
     onlineMeeting = fields.Dict(
         required=True, metadata={"description": "The onlineMeeting object as Graph returned it"}
     )
 
 
-class ProblemSchema(Schema):
-    """An RFC 9457 problem detail (application/problem+json)."""
+class GraphErrorSchema(Schema):
+    """What Graph answered when it refused or failed a call."""
 
-    type = fields.String(required=True)
+    status = fields.Integer(required=True, metadata={"description": "Graph's HTTP status"})
+    code = fields.String(
+        required=True, allow_none=True, metadata={"description": "Graph's error code"}
+    )
+    message = fields.String(
+        required=True, allow_none=True, metadata={"description": "Graph's error message"}
+    )
+    requestId = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "Graph's request-id (for Microsoft support)"},
+    )
+    clientRequestId = fields.String(
+        required=True, metadata={"description": "The client-request-id this service sent"}
+    )
+
+
+class TokenErrorSchema(Schema):
+    """What Entra ID answered when it refused this app a token."""
+
+    error = fields.String(
+        required=True, allow_none=True, metadata={"description": "OAuth error, e.g. invalid_client"}
+    )
+    codes = fields.List(
+        fields.Integer(), required=True, metadata={"description": "Entra ID's AADSTS error codes"}
+    )
+
+
+class ProblemSchema(Schema):
+    """An RFC 9457 problem detail (application/problem+json).
+
+    Besides the standard members, each problem type carries the extension members named in
+    their descriptions; no answer carries any other member.
+    """
+
+    type = fields.String(
+        required=True,
+        metadata={
+            "format": "uri",
+            "pattern": "^urn:meeting-provisioning:problem:[a-z-]+$",
+            "example": "urn:meeting-provisioning:problem:booking-conflict",
+        },
+    )
     title = fields.String(required=True)
-    status = fields.Integer(required=True)
-    detail = fields.String(required=True)
-    instance = fields.String()
-    requestId = fields.String()
+    status = fields.Integer(required=True, metadata={"minimum": 400, "maximum": 599})
+    detail = fields.String(required=True, metadata={"description": "What happened, what to do"})
+    instance = fields.String(
+        metadata={"format": "uri-reference", "description": "The request's path"}
+    )
+    requestId = fields.String(metadata={"description": "The answer's X-Request-ID"})
     errors = fields.Dict(
         keys=fields.String(),
         values=fields.String(),
-        metadata={"description": "Field name (dotted path) to what is wrong with it"},
+        metadata={
+            "description": "invalid-request: field name (dotted path, or `body`) to what is "
+            "wrong with it"
+        },
     )
-    differingFields = fields.List(fields.String())
-    organizerId = fields.String()
-    month = fields.String()
-    created = fields.Integer()
-    limit = fields.Integer()
-    graphError = fields.Dict(metadata={"description": "Graph's status, code, message, ids"})
-    retryAfterSeconds = fields.Integer()
+    differingFields = fields.List(
+        fields.String(),
+        metadata={"description": "booking-conflict: the fields that differ from the booking's"},
+    )
+    organizerId = fields.String(
+        metadata={**GUID_FORMAT, "description": "organizer-quota-exhausted: the organizer"}
+    )
+    month = fields.String(
+        metadata={
+            "pattern": MONTH_PATTERN,
+            "description": "organizer-quota-exhausted: the UTC month counted",
+        }
+    )
+    created = fields.Integer(
+        metadata={"description": "organizer-quota-exhausted: meetings created this month"}
+    )
+    limit = fields.Integer(metadata={"description": "organizer-quota-exhausted: the monthly limit"})
+    retryAfterSeconds = fields.Integer(
+        metadata={"minimum": 1, "description": "429 and 503: the Retry-After header's value"}
+    )
+    graphError = fields.Nested(
+        GraphErrorSchema,
+        metadata={
+            "description": "graph-rejected, graph-access-denied, graph-unexpected-response: "
+            "what Graph answered"
+        },
+    )
+    tokenError = fields.Nested(
+        TokenErrorSchema, metadata={"description": "token-rejected: what Entra ID answered"}
+    )
+    reason = fields.String(
+        metadata={
+            "description": "graph-unavailable: why, e.g. `circuit_open`, `429`, `503`, "
+            "`timeout`, `connect_timeout`, `connection_error`"
+        }
+    )
+    clientRequestId = fields.String(
+        metadata={
+            "description": "graph-unavailable, graph-timeout: the client-request-id of the "
+            "Graph call"
+        }
+    )
+    graphRequestId = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "graph-unavailable: Graph's request-id of its last answer (null if "
+            "it sent none)"
+        },
+    )
 
 
 class CheckSchema(Schema):
+    """One dependency's state."""
+
     status = fields.String(required=True, metadata={"enum": ["ok", "failing"]})
-    detail = fields.String()
+    detail = fields.String(metadata={"description": "When failing: what it means for callers"})
 
 
 class ReadinessSchema(Schema):
+    """Whether this instance serves: `checks` names config, redis and graph (empty while
+    draining)."""
+
     status = fields.String(required=True, metadata={"enum": ["ready", "degraded", "draining"]})
-    checks = fields.Dict(keys=fields.String(), values=fields.Nested(CheckSchema))
+    checks = fields.Dict(keys=fields.String(), values=fields.Nested(CheckSchema), required=True)
 
 
 class LivenessSchema(Schema):
-    status = fields.String(required=True)
+    """The process answers."""
+
+    status = fields.String(required=True, metadata={"enum": ["ok"]})
 
 
 def meeting_body(record: dict[str, Any]) -> dict[str, Any]:
