@@ -17,8 +17,9 @@ from pathlib import Path
 
 ANY_ORGANIZER = "*"
 # Caller ids end up in Redis keys and the externalId formula: keep them plain.
-CALLER_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# \A and \Z, not ^ and $: Python's `$` also matches before a final newline.
+CALLER_ID = re.compile(r"\A[A-Za-z0-9._-]{1,64}\Z")
+SHA256_HEX = re.compile(r"\A[0-9a-f]{64}\Z")
 
 
 class CallerRegistryError(Exception):

@@ -14,7 +14,8 @@ from service import metrics
 logger = logging.getLogger("service.access")
 
 # A caller's X-Request-ID is echoed and logged, so it must be short and printable.
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+# \A and \Z, not ^ and $: Python's `$` also matches before a final newline.
+REQUEST_ID = re.compile(r"\A[A-Za-z0-9._:@/+=-]{1,128}\Z")
 
 
 def register(app: Flask) -> None:

@@ -24,9 +24,9 @@ MAX_TICKS = (
 # The contract's Edm.DateTimeOffset pattern, with groups. The request body has already
 # been validated against the contract, so this only has to split the parts out.
 _DATETIME = re.compile(
-    r"^(?P<base>[0-9]{4,}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})"
+    r"\A(?P<base>[0-9]{4,}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})"
     r"(?:[.](?P<fraction>[0-9]{1,12}))?"
-    r"(?P<offset>Z|[+-][0-9]{2}:[0-9]{2})$"
+    r"(?P<offset>Z|[+-][0-9]{2}:[0-9]{2})\Z"  # \Z: `$` would allow a final newline
 )
 
 

@@ -42,6 +42,21 @@ def test_impossible_dates_are_rejected() -> None:
         times.parse("2026-02-30T09:00:00Z")
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-01:00", "2026-11-23T09:00:00Z\n"],
+)
+def test_times_outside_years_1_to_9999_in_utc_or_with_a_newline_are_rejected(text: str) -> None:
+    with pytest.raises(ValueError):
+        times.parse(text)
+
+
+def test_years_before_1000_keep_four_digits() -> None:
+    assert times.format_utc(times.parse("0999-05-01T09:00:00Z")) == "0999-05-01T09:00:00.0000000Z"
+    assert times.format_utc(times.MIN_TICKS) == "0001-01-01T00:00:00.0000000Z"
+    assert times.format_utc(times.MAX_TICKS) == "9999-12-31T23:59:59.9999999Z"
+
+
 def test_config_reports_every_problem_at_once() -> None:
     with pytest.raises(ConfigError) as failure:
         parse_config(

@@ -97,3 +97,10 @@ def test_graph_body_carries_participants_in_graph_shape():
             {"role": "presenter", "upn": "ada@contoso.com", "identity": {"user": {"id": "id-1"}}}
         ]
     }
+
+
+def test_graph_times_before_year_1000_have_four_digits():
+    assert graph_time(datetime(999, 5, 1, 9, tzinfo=UTC)) == "0999-05-01T09:00:00.0000000Z"
+    assert graph_time(datetime(2026, 11, 23, 9, 0, 0, 123456, tzinfo=UTC)) == (
+        "2026-11-23T09:00:00.1234560Z"
+    )

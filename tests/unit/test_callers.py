@@ -71,3 +71,16 @@ def test_unusable_files_are_refused(tmp_path, content):
     path.write_text(content)
     with pytest.raises(CallerRegistryError):
         load_callers(path)
+
+
+def test_a_final_newline_does_not_pass_the_id_and_digest_rules(tmp_path):
+    # Python's `$` matches before a final newline; the rules must not.
+    path = write(
+        tmp_path,
+        {"clients": [{"id": "eu\n", "keySha256": digest("k") + "\n", "organizers": ["*"]}]},
+    )
+    with pytest.raises(CallerRegistryError) as raised:
+        load_callers(path)
+    problems = " | ".join(raised.value.problems)
+    assert "clients[0].id" in problems
+    assert "clients[0].keySha256" in problems
