@@ -15,12 +15,13 @@ from typing import Any
 from apispec.yaml_utils import dict_to_yaml
 from flask import Flask
 
-from service.observability import REQUEST_ID
-
 Document = dict[str, Any]
 
 PROBLEM = "application/problem+json"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+# service.observability.REQUEST_ID, written for ECMA-262 as JSON Schema reads it (the
+# document's test checks that the two agree).
+REQUEST_ID_PATTERN = "^[A-Za-z0-9._:@/+=-]{1,128}$"
 
 REQUEST_ID_PARAMETER: dict[str, Any] = {
     "in": "header",
@@ -34,7 +35,7 @@ REQUEST_ID_PARAMETER: dict[str, Any] = {
 REQUEST_ID_HEADER: dict[str, Any] = {
     "description": "The request's id: the X-Request-ID you sent if it was valid, else a new one",
     "required": True,
-    "schema": {"type": "string", "pattern": REQUEST_ID.pattern},
+    "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN},
 }
 DEFAULT_RESPONSE: dict[str, Any] = {
     "description": "Any other error (404 unknown route, 405 method not allowed, 500 internal "
@@ -43,14 +44,16 @@ DEFAULT_RESPONSE: dict[str, Any] = {
 }
 
 # The rules the service enforces across fields, as JSON Schema keywords, by schema name.
+# `oneOf` and `anyOf` sit inside `allOf` (the same constraint): client generators read a
+# top-level oneOf/anyOf as "one of several types" and lose the model.
 SCHEMA_RULES: dict[str, dict[str, Any]] = {
     "Booking": {
         # Exactly one organizer: oneOf fails when both or neither are given.
-        "oneOf": [{"required": ["organizerId"]}, {"required": ["organizerPool"]}],
+        "allOf": [{"oneOf": [{"required": ["organizerId"]}, {"required": ["organizerPool"]}]}],
         # An end without a start is refused (Graph rejects it).
         "dependentRequired": {"endDateTime": ["startDateTime"]},
     },
-    "Attendee": {"anyOf": [{"required": ["upn"]}, {"required": ["userId"]}]},
+    "Attendee": {"allOf": [{"anyOf": [{"required": ["upn"]}, {"required": ["userId"]}]}]},
     "MeetingChange": {
         "minProperties": 1,
         "dependentRequired": {
