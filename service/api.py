@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import g, request
+from flask import Request, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import missing
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import UnsupportedMediaType
 
+from service import json_body
 from service.booking import BookingRequest, MeetingChange
 from service.callers import Caller, authenticate
 from service.errors import InvalidRequest, OrganizerNotAllowed, Unauthenticated
@@ -24,7 +26,6 @@ from service.schemas import (
     ProblemSchema,
     UsageSchema,
     is_guid,
-    meeting_body,
 )
 from service.wiring import services
 
@@ -33,6 +34,12 @@ class BadRequestParser(FlaskParser):
     # webargs answers 422 for invalid fields; this API promises 400 (422 is reserved for
     # "Graph rejected the request").
     DEFAULT_VALIDATION_STATUS = 400
+
+    def _raw_load_json(self, req: Request) -> Any:
+        # Strict JSON: repeated members, NaN, runaway nesting and huge integers are 400s.
+        if not req.is_json:
+            return missing
+        return json_body.parse(req.get_data(cache=True))
 
 
 class ApiBlueprint(Blueprint):
@@ -208,7 +215,7 @@ class Meetings(MethodView):
         headers = {"Location": f"/v1/meetings/{booking.booking_id}"}
         if outcome.replayed:
             headers["Idempotent-Replayed"] = "true"
-        return meeting_body(outcome.record), 201 if outcome.created else 200, headers
+        return outcome.record.view(), 201 if outcome.created else 200, headers
 
 
 @blp.route("/meetings/<bookingId>", parameters=[BOOKING_ID_PARAMETER])
@@ -221,7 +228,7 @@ class Meeting(MethodView):
     def get(self, bookingId: str) -> Any:  # noqa: N803 - the path parameter's public name
         """The meeting provisioned for a booking by this caller"""
         booking_id = checked_booking_id(bookingId)
-        return meeting_body(services().provisioner.lookup(caller(), booking_id))
+        return services().provisioner.lookup(caller(), booking_id).view()
 
     @blp.arguments(MeetingChangeSchema, error_status_code=400)
     @blp.response(200, MeetingSchema, description="The meeting, as Graph has it after the change")
@@ -235,7 +242,7 @@ class Meeting(MethodView):
         one after the other (the last one wins).
         """
         booking_id = checked_booking_id(bookingId)
-        return meeting_body(services().lifecycle.reschedule(caller(), booking_id, change))
+        return services().lifecycle.reschedule(caller(), booking_id, change).view()
 
     @blp.response(204, description="The meeting is deleted at Graph (or was already gone)")
     @document_errors({**COMMON_ERRORS, **DELETE_ERRORS})

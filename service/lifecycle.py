@@ -10,8 +10,6 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
-from typing import Any
 
 from service import metrics
 from service.booking import MeetingChange
@@ -19,7 +17,7 @@ from service.booking_lock import held
 from service.callers import Caller
 from service.config import Settings
 from service.graph import GraphClient
-from service.provisioning import CANCELLED, active
+from service.record import BookingRecord, require_active
 from service.store import BookingStore
 
 logger = logging.getLogger(__name__)
@@ -45,21 +43,15 @@ class Lifecycle:
     ) -> Lifecycle:
         return cls(store=store, graph=graph, wait_seconds=settings.single_flight_wait)
 
-    def reschedule(self, caller: Caller, booking_id: str, change: MeetingChange) -> dict[str, Any]:
+    def reschedule(self, caller: Caller, booking_id: str, change: MeetingChange) -> BookingRecord:
         """Apply the change to the meeting at Graph, then to the stored record: a later POST
         with the new details replays, one with the old details is a 409."""
         with self._locked(caller, booking_id):
-            record = active(self.store.get(caller.id, booking_id), booking_id)
-            result = self.graph.update(
-                record["organizerId"], record["meeting"]["id"], change.graph_body()
+            record = require_active(self.store.get(caller.id, booking_id), booking_id)
+            result = self.graph.update(record.organizer_id, record.meeting_id, change.graph_body())
+            record = record.rescheduled(
+                result.meeting, change.applied_to(record.request), result.request_id
             )
-            record = {
-                **record,
-                "meeting": result.meeting,
-                "request": change.applied_to(record["request"]),
-                "updatedAt": now(),
-                "graphRequestId": result.request_id,
-            }
             # Should this fail, the caller gets 503 and retries the same PATCH: applying it
             # twice changes nothing more.
             self.store.put(caller.id, booking_id, record)
@@ -70,18 +62,13 @@ class Lifecycle:
         """Delete the meeting at Graph and keep a tombstone, so a repeated DELETE is a 404
         without calling Graph, and a new POST books a new meeting (see provisioning)."""
         with self._locked(caller, booking_id):
-            record = active(self.store.get(caller.id, booking_id), booking_id)
-            existed = self.graph.delete(record["organizerId"], record["meeting"]["id"])
+            record = require_active(self.store.get(caller.id, booking_id), booking_id)
+            existed = self.graph.delete(record.organizer_id, record.meeting_id)
             if not existed:
                 logger.info("meeting was already gone at Graph")
-            tombstone = {**record, "status": CANCELLED, "cancelledAt": now()}
             # Should this fail, the caller retries; Graph then answers 404, which is success.
-            self.store.put(caller.id, booking_id, tombstone)
+            self.store.put(caller.id, booking_id, record.cancelled())
             metrics.meetings.labels(outcome="cancelled").inc()
 
     def _locked(self, caller: Caller, booking_id: str) -> AbstractContextManager[None]:
         return held(self.store, caller.id, booking_id, self.wait_seconds, self.sleep)
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")

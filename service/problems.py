@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from flask import Flask, Response, current_app, g, has_request_context, json, request
 from werkzeug.exceptions import HTTPException
@@ -14,6 +15,8 @@ from service.errors import ServiceError
 logger = logging.getLogger(__name__)
 
 TYPE_PREFIX = "urn:meeting-provisioning:problem:"
+# RFC 3986 pchar and "/" beyond what quote() always keeps (letters, digits, "_.-~").
+PATH_CHARACTERS = "/!$&'()*+,;=:@"
 
 # Werkzeug's exceptions, as problem types and with a detail that says what to fix.
 HTTP_PROBLEMS: dict[int, tuple[str, str]] = {
@@ -48,7 +51,8 @@ def problem(
         "detail": detail,
     }
     if has_request_context():
-        body["instance"] = request.path
+        # A URI reference, so the path as sent: percent-encoded where RFC 3986 needs it.
+        body["instance"] = quote(request.path, safe=PATH_CHARACTERS)
         if "request_id" in g:
             body["requestId"] = g.request_id
     body.update(extensions or {})

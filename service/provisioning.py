@@ -15,22 +15,16 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, TypeGuard
 
 from service import booking_lock, metrics
 from service.booking import BookingRequest, differing_fields, external_id
 from service.callers import Caller
 from service.config import Settings
-from service.errors import (
-    BookingCancelled,
-    BookingConflict,
-    BookingNotFound,
-    StoreUnavailable,
-)
+from service.errors import BookingConflict, StoreUnavailable
 from service.graph import GraphClient, GraphResult
 from service.organizers import Organizers
 from service.quota import OrganizerQuota
+from service.record import BookingRecord, require_active
 from service.store import BookingStore, new_lock_token
 
 logger = logging.getLogger(__name__)
@@ -38,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Outcome:
-    record: dict[str, Any]
+    record: BookingRecord
     created: bool  # Graph created the meeting in this request
     replayed: bool  # answered from the store, without calling Graph
 
@@ -104,13 +98,13 @@ class Provisioner:
                 booking_lock.release(self.store, caller.id, request.booking_id, token)
             return self._outcome(request, ext_id, 0, result)
 
-    def lookup(self, caller: Caller, booking_id: str) -> dict[str, Any]:
-        return active(self.store.get(caller.id, booking_id), booking_id)
+    def lookup(self, caller: Caller, booking_id: str) -> BookingRecord:
+        return require_active(self.store.get(caller.id, booking_id), booking_id)
 
     def _single_flight(self, caller: Caller, request: BookingRequest, token: str) -> Outcome:
         for attempt in booking_lock.attempts(request.booking_id, self.wait_seconds, self.sleep):
             record = self.store.get(caller.id, request.booking_id)
-            if is_active(record):
+            if record is not None and record.is_active:
                 return self._replay(record, request)
             if self.store.acquire(caller.id, request.booking_id, token):
                 return self._as_owner(caller, request, token)
@@ -127,11 +121,11 @@ class Provisioner:
             # Re-read: the previous owner may have stored the meeting between our read and
             # our lock.
             record = self.store.get(caller.id, request.booking_id)
-            if is_active(record):
+            if record is not None and record.is_active:
                 return self._replay(record, request)
             # A cancelled booking booked again gets a new externalId generation, so Graph
             # cannot hand back the cancelled meeting.
-            generation = record.get("generation", 0) + 1 if record else 0
+            generation = record.generation + 1 if record else 0
             request = self.organizers.assign(caller, request)
             ext_id = external_id(self.namespace, caller.id, request.booking_id, generation)
             with self.quota.reserve(request.organizer_id) as reservation:
@@ -149,8 +143,8 @@ class Provisioner:
         finally:
             booking_lock.release(self.store, caller.id, request.booking_id, token)
 
-    def _replay(self, record: dict[str, Any], request: BookingRequest) -> Outcome:
-        differing = differing_fields(record.get("request", {}), request.fingerprint())
+    def _replay(self, record: BookingRecord, request: BookingRequest) -> Outcome:
+        differing = differing_fields(record.request, request.fingerprint())
         if differing:
             metrics.meetings.labels(outcome="conflict").inc()
             raise BookingConflict(request.booking_id, differing)
@@ -161,38 +155,13 @@ class Provisioner:
         self, request: BookingRequest, ext_id: str, generation: int, result: GraphResult
     ) -> Outcome:
         metrics.meetings.labels(outcome="created" if result.created else "existing").inc()
-        record = {
-            "bookingId": request.booking_id,
-            "status": ACTIVE,
-            "generation": generation,
-            "externalId": ext_id,
-            "organizerId": request.organizer_id,
-            "request": request.fingerprint(),
-            "meeting": result.meeting,
-            "provisionedAt": datetime.now(UTC).isoformat(timespec="seconds"),
-            "graphRequestId": result.request_id,
-        }
+        record = BookingRecord.provisioned(
+            booking_id=request.booking_id,
+            generation=generation,
+            external_id=ext_id,
+            organizer_id=request.organizer_id,
+            request=request.fingerprint(),
+            meeting=result.meeting,
+            graph_request_id=result.request_id,
+        )
         return Outcome(record, created=result.created, replayed=False)
-
-
-ACTIVE = "active"
-CANCELLED = "cancelled"
-
-
-def is_active(record: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
-    # Records written before cancellation existed carry no status: they are active.
-    return record is not None and record.get("status", ACTIVE) == ACTIVE
-
-
-def active(record: dict[str, Any] | None, booking_id: str) -> dict[str, Any]:
-    """The record of a booking that has a live meeting, else the right 404."""
-    if record is None:
-        raise BookingNotFound(
-            f"No meeting was provisioned for booking {booking_id!r} by this caller."
-        )
-    if not is_active(record):
-        raise BookingCancelled(
-            f"The meeting of booking {booking_id!r} was cancelled at {record.get('cancelledAt')}."
-            " POST the booking again to get a new meeting."
-        )
-    return record

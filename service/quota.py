@@ -19,9 +19,71 @@ from prometheus_client.core import GaugeMetricFamily
 
 from service import metrics
 from service.errors import QuotaExhausted, StoreUnavailable
-from service.store import BookingStore
+from service.store import KEY_PREFIX, BookingStore
 
 logger = logging.getLogger(__name__)
+
+# Count one more meeting for an organizer this month unless that would pass the limit:
+# check and increment in one step, so concurrent requests cannot both take the last one.
+RESERVE_UNDER_LIMIT = """
+local created = redis.call('incr', KEYS[1])
+if created == 1 then
+    redis.call('expire', KEYS[1], ARGV[2])
+end
+if created > tonumber(ARGV[1]) then
+    redis.call('decr', KEYS[1])
+    return -1
+end
+return created
+"""
+# A month's counter outlives the month by a few days, for the usage endpoint's last look.
+COUNTER_TTL_SECONDS = 40 * 24 * 3600
+
+
+def counter_key(organizer_id: str, month: str) -> str:
+    return f"{KEY_PREFIX}:quota:{organizer_id}:{month}"
+
+
+class MonthlyCounters:
+    """Meetings created per organizer and UTC month, as counters in the booking store's
+    Redis (so every replica counts together)."""
+
+    def __init__(self, store: BookingStore) -> None:
+        self.store = store
+        self._reserve = store.client.register_script(RESERVE_UNDER_LIMIT)
+
+    def reserve(self, organizer_id: str, month: str, limit: int) -> int | None:
+        """Count a meeting for the organizer's month; the new count, or None at the limit."""
+        created = self.store.run(
+            lambda: self._reserve(
+                keys=[counter_key(organizer_id, month)], args=[limit, COUNTER_TTL_SECONDS]
+            )
+        )
+        return None if int(created) < 0 else int(created)
+
+    def unreserve(self, organizer_id: str, month: str) -> None:
+        self.store.run(lambda: self.store.client.decr(counter_key(organizer_id, month)))
+
+    def created(self, organizer_ids: list[str], month: str) -> list[int]:
+        keys = [counter_key(organizer_id, month) for organizer_id in organizer_ids]
+        found = self.store.run(lambda: self.store.client.mget(keys))
+        return [int(value or 0) for value in found]
+
+    def created_in(self, month: str, most: int = 10_000) -> dict[str, int]:
+        """Every organizer's count for a month (for /metrics); at most `most` organizers."""
+        client = self.store.client
+
+        def scan() -> dict[str, int]:
+            keys = []
+            for found in client.scan_iter(match=counter_key("*", month), count=500):
+                keys.append(str(found))
+                if len(keys) >= most:
+                    break
+            values = client.mget(keys) if keys else []
+            prefix, suffix = len(f"{KEY_PREFIX}:quota:"), len(f":{month}")
+            return {k[prefix:-suffix]: int(v or 0) for k, v in zip(keys, values, strict=True)}
+
+        return self.store.run(scan)
 
 
 @dataclass(frozen=True)
@@ -49,7 +111,7 @@ class OrganizerQuota:
         limit: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.store = store
+        self.counters = MonthlyCounters(store)
         self.limit = limit  # 0: no limit
         self.clock = clock
 
@@ -58,12 +120,12 @@ class OrganizerQuota:
 
     def usage(self, organizer_id: str) -> Usage:
         month = self.month()
-        [created] = self.store.meetings_created([organizer_id], month)
+        [created] = self.counters.created([organizer_id], month)
         return Usage(organizer_id, month, created, self.limit)
 
     def least_used(self, organizer_ids: list[str]) -> str:
         """The organizer with the most room left this month (the first one on a tie)."""
-        counts = self.store.meetings_created(organizer_ids, self.month())
+        counts = self.counters.created(organizer_ids, self.month())
         return min(zip(organizer_ids, counts, strict=True), key=lambda pair: pair[1])[0]
 
     @contextmanager
@@ -75,7 +137,7 @@ class OrganizerQuota:
         counted = False
         if self.limit:
             try:
-                created = self.store.reserve_meeting(organizer_id, month, self.limit)
+                created = self.counters.reserve(organizer_id, month, self.limit)
             except StoreUnavailable:
                 # Neither counted nor refused while Redis is away (Graph's own limit still
                 # holds); failing here would only push the request onto the degraded path.
@@ -100,7 +162,7 @@ class OrganizerQuota:
         finally:
             if counted and not reservation.kept:
                 try:
-                    self.store.unreserve_meeting(organizer_id, month)
+                    self.counters.unreserve(organizer_id, month)
                 except StoreUnavailable:
                     logger.warning("quota reservation not handed back: store unavailable")
 
@@ -130,7 +192,7 @@ class QuotaCollector:
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily(*metrics.ORGANIZER_MONTHLY_LIMIT, value=self.quota.limit)
         try:
-            counts = self.quota.store.meetings_created_in(self.quota.month())
+            counts = self.quota.counters.created_in(self.quota.month())
         except StoreUnavailable:
             return  # mps_redis_up already says why
         family = GaugeMetricFamily(*metrics.ORGANIZER_MEETINGS_MONTH, labels=["organizer"])

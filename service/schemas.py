@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import (
@@ -20,11 +20,22 @@ from marshmallow import (
 
 from service.booking import Attendee, BookingRequest, ChatInfo, MeetingChange
 
-BOOKING_ID_PATTERN = r"^[A-Za-z0-9._~:-]{1,128}$"
-BOOKING_ID = re.compile(BOOKING_ID_PATTERN)
+BOOKING_ID_CHARACTERS = r"[A-Za-z0-9._~:-]{1,128}"
+# The document's pattern (ECMA-262, as JSON Schema reads it: there `$` ends the string).
+BOOKING_ID_PATTERN = f"^{BOOKING_ID_CHARACTERS}$"
+# Python's `$` also matches before a final newline, so "abc\n" would pass `^...$`: every
+# pattern the service checks is anchored with \A and \Z instead (or used with fullmatch).
+BOOKING_ID = re.compile(rf"\A{BOOKING_ID_CHARACTERS}\Z")
 BOOKING_ID_RULE = "must be 1-128 characters of A-Z a-z 0-9 . _ ~ : -"
-# RFC 3339 date-time: the offset (Z or +hh:mm) is mandatory, unlike in ISO 8601.
-RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+# RFC 3339 date-time: the offset (Z or +hh:mm) is mandatory, unlike in ISO 8601. ASCII
+# digits only: Python's \d also matches other scripts' digits.
+RFC3339 = re.compile(
+    r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})\Z"
+)
+# Graph's DateTimeOffset runs from year 1 to 9999 in UTC; a time whose UTC form leaves that
+# range (0001-01-01T00:00:00+01:00) can be neither compared nor sent.
+RFC3339_RANGE_RULE = "is out of range: in UTC it must fall within the years 0001 to 9999"
 ROLES = ("attendee", "presenter", "producer", "coorganizer")
 
 
@@ -70,11 +81,36 @@ class Rfc3339(fields.Field[datetime]):
                 "must be an RFC 3339 date-time with an offset, e.g. 2026-11-23T09:00:00+01:00"
             )
         # Python reads at most 6 fractional digits; Graph's own format has 7.
-        text = re.sub(r"(\.\d{6})\d+", r"\1", value.upper())
+        text = re.sub(r"(\.[0-9]{6})[0-9]+", r"\1", value.upper())
         try:
-            return datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             raise ValidationError("is not a real date and time") from None
+        try:
+            moment.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError(RFC3339_RANGE_RULE) from None
+        return moment
+
+
+class BoundedList(fields.List[Any]):
+    """A list whose length is checked before its items are.
+
+    marshmallow validates every item first and the length last, so 10,000 empty attendees
+    would produce 10,000 error messages (a 700 KB answer) before "too many" is said.
+    """
+
+    def __init__(self, inner: fields.Field[Any], *, max_items: int, **kwargs: Any) -> None:
+        self.max_items = max_items
+        super().__init__(inner, validate=validate.Length(max=max_items), **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, list) and len(value) > self.max_items:
+            raise ValidationError(f"must have at most {self.max_items} items (got {len(value)})")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+MAX_ATTENDEES = 256
 
 
 class AttendeeSchema(Schema):
@@ -123,8 +159,9 @@ class BookingSchema(Schema):
 
     bookingId = fields.String(
         required=True,
-        validate=validate.Regexp(BOOKING_ID_PATTERN, error=BOOKING_ID_RULE),
+        validate=validate.Regexp(BOOKING_ID, error=BOOKING_ID_RULE),
         metadata={
+            "pattern": BOOKING_ID_PATTERN,
             "description": "The booking system's own id; the idempotency key",
             "example": "room-42:2026-11-23T09:00",
         },
@@ -142,7 +179,7 @@ class BookingSchema(Schema):
     subject = fields.String(validate=validate.Length(max=255))
     startDateTime = Rfc3339(metadata={"description": "Default: now (Graph's default)"})
     endDateTime = Rfc3339(metadata={"description": "Default: start + 1 hour (Graph's default)"})
-    attendees = fields.List(fields.Nested(AttendeeSchema), validate=validate.Length(max=256))
+    attendees = BoundedList(fields.Nested(AttendeeSchema), max_items=MAX_ATTENDEES)
     chatInfo = fields.Nested(
         ChatInfoSchema, metadata={"description": "Only when the service uses Graph beta"}
     )
@@ -190,9 +227,9 @@ class MeetingChangeSchema(Schema):
     subject = fields.String(validate=validate.Length(max=255))
     startDateTime = Rfc3339(metadata={"description": "Together with endDateTime"})
     endDateTime = Rfc3339(metadata={"description": "Together with startDateTime"})
-    attendees = fields.List(
+    attendees = BoundedList(
         fields.Nested(AttendeeSchema),
-        validate=validate.Length(max=256),
+        max_items=MAX_ATTENDEES,
         metadata={"description": "The full new list (replaces the old one)"},
     )
 
@@ -369,7 +406,10 @@ class ProblemSchema(Schema):
     status = fields.Integer(required=True, metadata={"minimum": 400, "maximum": 599})
     detail = fields.String(required=True, metadata={"description": "What happened, what to do"})
     instance = fields.String(
-        metadata={"format": "uri-reference", "description": "The request's path"}
+        metadata={
+            "format": "uri-reference",
+            "description": "The request's path, percent-encoded where RFC 3986 requires it",
+        }
     )
     requestId = fields.String(metadata={"description": "The answer's X-Request-ID"})
     errors = fields.Dict(
@@ -450,19 +490,3 @@ class LivenessSchema(Schema):
     """The process answers."""
 
     status = fields.String(required=True, metadata={"enum": ["ok"]})
-
-
-def meeting_body(record: dict[str, Any]) -> dict[str, Any]:
-    """The API's view of a stored booking record."""
-    meeting = record["meeting"]
-    return {
-        "bookingId": record["bookingId"],
-        "externalId": record["externalId"],
-        "organizerId": record["organizerId"],
-        "meetingId": meeting.get("id"),
-        "joinWebUrl": meeting.get("joinWebUrl"),
-        "subject": meeting.get("subject"),
-        "startDateTime": meeting.get("startDateTime"),
-        "endDateTime": meeting.get("endDateTime"),
-        "onlineMeeting": meeting,
-    }

@@ -1,0 +1,199 @@
+"""The stored booking: what a caller's booking became, and how it is kept and shown.
+
+One `BookingRecord` per (caller, booking) lives in the store. It is built when Graph
+answers a createOrGet (`provisioned`), replaced when the meeting is rescheduled
+(`rescheduled`) or cancelled (`cancelled`, a tombstone that keeps the generation), and
+rendered for the API by `view`. Records are immutable: every change makes a new one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from service.errors import BookingCancelled, BookingNotFound
+
+# Written into every record from format 1 on. Records written before it carry no version
+# (and the oldest no status either); they have the same layout and read as format 1.
+FORMAT_VERSION = 1
+
+
+class Status(StrEnum):
+    ACTIVE = "active"
+    CANCELLED = "cancelled"
+
+
+class UnreadableRecord(ValueError):
+    """What the store holds is not a booking record this code can read."""
+
+
+class NewerRecord(UnreadableRecord):
+    """A record written by a newer version of the service (during a rolling update)."""
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class BookingRecord:
+    booking_id: str
+    status: Status
+    generation: int  # 0 for the first meeting; +1 each time a cancelled booking is re-booked
+    external_id: str
+    organizer_id: str  # for a pool booking, the member picked for it (for good)
+    request: dict[str, Any]  # the request's fingerprint (service.booking), for the 409 rule
+    meeting: dict[str, Any]  # Graph's onlineMeeting, as Graph last returned it
+    provisioned_at: str | None
+    graph_request_id: str | None
+    updated_at: str | None = None
+    cancelled_at: str | None = None
+
+    @classmethod
+    def provisioned(
+        cls,
+        *,
+        booking_id: str,
+        generation: int,
+        external_id: str,
+        organizer_id: str,
+        request: dict[str, Any],
+        meeting: dict[str, Any],
+        graph_request_id: str | None,
+    ) -> BookingRecord:
+        return cls(
+            booking_id=booking_id,
+            status=Status.ACTIVE,
+            generation=generation,
+            external_id=external_id,
+            organizer_id=organizer_id,
+            request=request,
+            meeting=meeting,
+            provisioned_at=now(),
+            graph_request_id=graph_request_id,
+        )
+
+    @property
+    def organizer_pool(self) -> str | None:
+        pool = self.request.get("organizerPool")
+        return pool if isinstance(pool, str) else None
+
+    @property
+    def meeting_id(self) -> str:
+        return str(self.meeting["id"])
+
+    @property
+    def is_active(self) -> bool:
+        return self.status is Status.ACTIVE
+
+    def require_active(self) -> BookingRecord:
+        """This record, if its meeting is live; else the 404 of a cancelled booking."""
+        if not self.is_active:
+            raise BookingCancelled(
+                f"The meeting of booking {self.booking_id!r} was cancelled at "
+                f"{self.cancelled_at}. POST the booking again to get a new meeting."
+            )
+        return self
+
+    def rescheduled(
+        self, meeting: dict[str, Any], request: dict[str, Any], graph_request_id: str | None
+    ) -> BookingRecord:
+        return replace(
+            self,
+            meeting=meeting,
+            request=request,
+            updated_at=now(),
+            graph_request_id=graph_request_id,
+        )
+
+    def cancelled(self) -> BookingRecord:
+        return replace(self, status=Status.CANCELLED, cancelled_at=now())
+
+    def view(self) -> dict[str, Any]:
+        """The API's body for this booking (MeetingSchema)."""
+        meeting = self.meeting
+        return {
+            "bookingId": self.booking_id,
+            "externalId": self.external_id,
+            "organizerId": self.organizer_id,
+            "meetingId": meeting.get("id"),
+            "joinWebUrl": meeting.get("joinWebUrl"),
+            "subject": meeting.get("subject"),
+            "startDateTime": meeting.get("startDateTime"),
+            "endDateTime": meeting.get("endDateTime"),
+            "onlineMeeting": meeting,
+        }
+
+    def to_json(self) -> str:
+        document: dict[str, Any] = {
+            "formatVersion": FORMAT_VERSION,
+            "bookingId": self.booking_id,
+            "status": self.status.value,
+            "generation": self.generation,
+            "externalId": self.external_id,
+            "organizerId": self.organizer_id,
+            "request": self.request,
+            "meeting": self.meeting,
+            "provisionedAt": self.provisioned_at,
+            "graphRequestId": self.graph_request_id,
+        }
+        if self.updated_at is not None:
+            document["updatedAt"] = self.updated_at
+        if self.cancelled_at is not None:
+            document["cancelledAt"] = self.cancelled_at
+        return json.dumps(document, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: str) -> BookingRecord:
+        """Read a record of any format this code has written; UnreadableRecord otherwise."""
+        try:
+            document = json.loads(raw)
+            version = document.get("formatVersion", FORMAT_VERSION)
+            if version != FORMAT_VERSION:
+                raise NewerRecord(f"record format {version!r}, this code reads {FORMAT_VERSION}")
+            return cls(
+                booking_id=_text(document["bookingId"]),
+                # Records written before cancellation existed carry no status: active.
+                status=Status(document.get("status", Status.ACTIVE.value)),
+                generation=int(document.get("generation", 0)),
+                external_id=_text(document["externalId"]),
+                organizer_id=_text(document["organizerId"]),
+                request=_object(document.get("request", {})),
+                meeting=_object(document["meeting"]),
+                provisioned_at=_optional_text(document.get("provisionedAt")),
+                graph_request_id=_optional_text(document.get("graphRequestId")),
+                updated_at=_optional_text(document.get("updatedAt")),
+                cancelled_at=_optional_text(document.get("cancelledAt")),
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            if isinstance(error, UnreadableRecord):
+                raise
+            raise UnreadableRecord(f"not a booking record: {type(error).__name__}") from None
+
+
+def require_active(record: BookingRecord | None, booking_id: str) -> BookingRecord:
+    """The record of a booking that has a live meeting, else the right 404."""
+    if record is None:
+        raise BookingNotFound(
+            f"No meeting was provisioned for booking {booking_id!r} by this caller."
+        )
+    return record.require_active()
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError("expected an object")
+    return value
