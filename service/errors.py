@@ -45,6 +45,30 @@ class InvalidRequest(ServiceError):
         super().__init__(detail, extensions={"errors": dict(errors)})
 
 
+class NotFound(ServiceError):
+    status = 404
+    slug = "not-found"
+    title = "No such resource"
+
+
+class MethodNotAllowed(ServiceError):
+    status = 405
+    slug = "method-not-allowed"
+    title = "Method not allowed"
+
+
+class BodyTooLarge(ServiceError):
+    status = 413
+    slug = "body-too-large"
+    title = "The request body is too large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "The body must be application/json"
+
+
 class Unauthenticated(ServiceError):
     status = 401
     slug = "unauthenticated"

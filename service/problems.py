@@ -10,7 +10,15 @@ from urllib.parse import quote
 from flask import Flask, Response, current_app, g, has_request_context, json, request
 from werkzeug.exceptions import HTTPException
 
-from service.errors import ServiceError
+from service.errors import (
+    BodyTooLarge,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    ServiceError,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -18,15 +26,19 @@ TYPE_PREFIX = "urn:meeting-provisioning:problem:"
 # RFC 3986 pchar and "/" beyond what quote() always keeps (letters, digits, "_.-~").
 PATH_CHARACTERS = "/!$&'()*+,;=:@"
 
-# Werkzeug's exceptions, as problem types and with a detail that says what to fix.
-HTTP_PROBLEMS: dict[int, tuple[str, str]] = {
-    400: ("invalid-request", "The request is invalid"),
-    401: ("unauthenticated", "A valid API key is required"),
-    404: ("not-found", "No such resource"),
-    405: ("method-not-allowed", "Method not allowed"),
-    413: ("body-too-large", "The request body is too large"),
-    415: ("unsupported-media-type", "The body must be application/json"),
-    500: ("internal-error", "Internal error"),
+# The problem type of each status Flask and webargs raise as werkzeug exceptions: the
+# error class of that status, so its slug and title are written only there.
+HTTP_PROBLEMS: dict[int, type[ServiceError]] = {
+    kind.status: kind
+    for kind in (
+        InvalidRequest,
+        Unauthenticated,
+        NotFound,
+        MethodNotAllowed,
+        BodyTooLarge,
+        UnsupportedMediaType,
+        ServiceError,
+    )
 }
 UNKNOWN_FIELD = "Unknown field."
 # An answer names at most this many invalid fields, each name cut to a readable length:
@@ -104,7 +116,8 @@ def from_service_error(error: ServiceError) -> Response:
 
 def from_http_exception(error: HTTPException) -> Response:
     status = error.code or 500
-    slug, title = HTTP_PROBLEMS.get(status, ("http-error", error.name))
+    kind = HTTP_PROBLEMS.get(status)
+    slug, title = (kind.slug, kind.title) if kind else ("http-error", error.name)
     detail = error.description or title
     extensions: dict[str, Any] = {}
     data = getattr(error, "data", None)  # webargs puts validation messages here
@@ -164,9 +177,8 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
         logger.exception("unhandled error")
-        return problem(
-            500,
-            "internal-error",
-            "Internal error",
-            "The service failed unexpectedly; the error is logged under this requestId.",
+        return from_service_error(
+            ServiceError(
+                "The service failed unexpectedly; the error is logged under this requestId."
+            )
         )
