@@ -10,8 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import openapi_check, stack
 from tests.support.emulator import EmulatorHandle, EmulatorSetup, default_config, start_emulator
 from tests.support.stack import Caller, Client, RedisServer, ServiceProcess, write_clients_file
+
+
+@pytest.fixture(autouse=True)
+def answers_match_the_document() -> Iterator[None]:
+    """Every answer a Client receives in an e2e test must be what openapi.yaml declares."""
+    stack.RESPONSE_CHECKS.append(openapi_check.check)
+    yield
+    stack.RESPONSE_CHECKS.remove(openapi_check.check)
 
 
 @pytest.fixture(scope="session")

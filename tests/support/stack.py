@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,16 @@ class ServiceProcess:
                 self.process.wait(5)
 
 
+# Checks every Client runs on each answer it receives, while they are listed here (opt-in:
+# tests/e2e/conftest.py lists tests.support.openapi_check.check during each e2e test).
+RESPONSE_CHECKS: list[Callable[[requests.Response], None]] = []
+
+
+def _run_response_checks(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    for check in list(RESPONSE_CHECKS):
+        check(response)
+
+
 class Client:
     """A booking system's view of the API."""
 
@@ -188,6 +199,7 @@ class Client:
         self.base_url = base_url
         self.key = key
         self.session = requests.Session()
+        self.session.hooks["response"].append(_run_response_checks)
 
     def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
