@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install redis lint openapi bench clean tools check-deploy
+.PHONY: run test install redis nginx lint openapi bench clean tools check-deploy
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,21 @@ redis:
 	  fi; \
 	fi
 
-run: install redis
+# nginx is the proxy in front of gunicorn in `make run`, the end-to-end tests and the bench
+# (deploy/base/proxy/nginx.conf.template); Debian's package, run as the current user.
+nginx:
+	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing nginx with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+	  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+	  else \
+	    echo "nginx is missing: install it (Debian: apt-get install nginx) and retry" >&2; exit 1; \
+	  fi; \
+	fi
+
+run: install redis nginx
 	$(BIN)/python -m service.devrun
 
 lint: install
@@ -37,7 +51,7 @@ lint: install
 	$(BIN)/ruff format --check service tests
 	$(BIN)/mypy
 
-test: install redis lint check-deploy
+test: install redis nginx lint check-deploy
 	$(BIN)/pytest
 
 # Rewrite openapi.yaml from the code (a test fails when the committed file is stale).
@@ -48,8 +62,9 @@ clean:
 	rm -rf $(VENV) $(TOOLS) $(RENDERED) .run .pytest_cache .mypy_cache .ruff_cache
 
 # A bounded benchmark on loopback (not run by `make test`: speed is measured, not asserted).
-bench: install redis
+bench: install redis nginx
 	$(BIN)/python -m tests.bench.throughput
+	$(BIN)/python -m tests.bench.slow_clients
 
 # --- Container image and Kubernetes manifests (docs/operations.md) ----------------------
 # The scanners live in their own venv; promtool comes from Debian's prometheus package,

@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client import multiprocess
 
 # Imported here, in the master, so the shared flag exists before the workers are forked.
-from service import draining
+from service import draining, gunicorn_errors
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8080")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
@@ -34,13 +34,21 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # gunicorn 24+ opens a control socket under $HOME; we do not use it, several masters on one
 # host would share its path, and the container's root filesystem is read-only.
 control_socket_disable = True
-# No request may carry a head bigger than this; bodies are limited by MAX_BODY_BYTES.
-limit_request_field_size = 8190
+# No request line or header line may be longer than 8190 bytes (gunicorn's maximum for the
+# request line; for a header line gunicorn counts its CRLF too, hence 8192). The proxy in
+# front (deploy/base/proxy/nginx.conf.template, large_client_header_buffers 8k) lets exactly
+# these through, so a caller meets the same limits with or without it. Bodies are limited
+# by MAX_BODY_BYTES.
+limit_request_line = 8190
+limit_request_field_size = 8190 + len("\r\n")
 
 
 def on_starting(server: Any) -> None:
     """Start every master with an empty metrics directory: stale files of dead processes
-    from an earlier run would otherwise be summed into the counters."""
+    from an earlier run would otherwise be summed into the counters. Also make gunicorn's
+    own error answers problem+json (service/gunicorn_errors.py); the forked workers inherit
+    it."""
+    gunicorn_errors.install(server.cfg)
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         shutil.rmtree(directory, ignore_errors=True)
