@@ -23,6 +23,7 @@ from .clouds import DEFAULT_AUDIENCE
 from .config import EmulatorConfig
 from .errors import EntraError, GraphError, entra_error, graph_error
 from .faults import FaultAction
+from .operations import ENDPOINTS, ENTRA_OPERATIONS, GRAPH_OPERATIONS
 from .state import EXTENSION_KEY, EmulatorState, current_state
 
 logger = logging.getLogger("service.emulator")
@@ -30,16 +31,6 @@ logger = logging.getLogger("service.emulator")
 # The environ key that tells ResetMiddleware to drop the connection.
 RESET_KEY = "emulator.reset"
 
-OPERATIONS = {
-    "identity.discovery": "discovery",
-    "identity.token": "token",
-    "graph.create_or_get": "createOrGet",
-    "graph.get_meeting": "getMeeting",
-    "graph.update_meeting": "patchMeeting",
-    "graph.delete_meeting": "deleteMeeting",
-}
-ENTRA_OPERATIONS = frozenset({"discovery", "token"})
-GRAPH_OPERATIONS = frozenset({"createOrGet", "getMeeting", "patchMeeting", "deleteMeeting"})
 BODY_METHODS = frozenset({"POST", "PATCH"})
 AGS_DIAGNOSTIC = json.dumps(
     {
@@ -100,7 +91,7 @@ def _begin() -> Response | None:
     g.request_id = str(uuid.uuid4())
     # Graph echoes the caller's client-request-id, or repeats request-id if none was sent.
     g.client_request_id = request.headers.get("client-request-id") or g.request_id
-    g.operation = OPERATIONS.get(request.endpoint or "")
+    g.operation = ENDPOINTS.get(request.endpoint or "")
     if g.operation is None:
         return None
     organizer = (request.view_args or {}).get("user_id")

@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from .config import App, FederatedCredential
+from .encoding import b64url
 from .errors import EntraError
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -174,10 +175,10 @@ def _audience_matches(audience: Any, credential: FederatedCredential) -> bool:
 def _thumbprint_matches(header: dict[str, Any], certificate: x509.Certificate) -> bool:
     # MSAL pads its base64url thumbprints; compare without padding.
     if "x5t#S256" in header:
-        expected = _b64url(certificate.fingerprint(hashes.SHA256()))
+        expected = b64url(certificate.fingerprint(hashes.SHA256()))
         return str(header["x5t#S256"]).rstrip("=") == expected
     if "x5t" in header:
-        expected = _b64url(certificate.fingerprint(hashes.SHA1()))
+        expected = b64url(certificate.fingerprint(hashes.SHA1()))
         return str(header["x5t"]).rstrip("=") == expected
     return False
 
@@ -216,7 +217,3 @@ def _unverified_claims(assertion: str) -> dict[str, Any]:
     except jwt.InvalidTokenError:
         return {}
     return claims
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

@@ -13,16 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-# The operations the emulator serves, and the fault targets that reach each one.
-OPERATION_TARGETS: dict[str, frozenset[str]] = {
-    "createOrGet": frozenset({"createOrGet", "graph", "any"}),
-    "getMeeting": frozenset({"getMeeting", "graph", "any"}),
-    "patchMeeting": frozenset({"patchMeeting", "graph", "any"}),
-    "deleteMeeting": frozenset({"deleteMeeting", "graph", "any"}),
-    "token": frozenset({"token", "any"}),
-    "discovery": frozenset({"discovery", "any"}),
-}
-TARGETS = frozenset().union(*OPERATION_TARGETS.values())
+from .operations import OPERATION_TARGETS, TARGETS
 
 
 class FaultSpecError(ValueError):

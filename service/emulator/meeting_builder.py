@@ -6,7 +6,6 @@ them (thread id in the join link, numeric meeting id) meets realistic values.
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 import string
@@ -17,6 +16,7 @@ from urllib.parse import quote
 from . import times
 from .clouds import cloud_for
 from .config import User
+from .encoding import b64url
 from .meetings import Meeting
 
 
@@ -38,7 +38,7 @@ def new_meeting(
     join_url = _join_url(
         cloud_for(audience).teams_host, thread_id, message_id, tenant_id, organizer
     )
-    meeting_id = _b64url(f"1*{organizer.id}*0**{thread_id}")
+    meeting_id = b64url(f"1*{organizer.id}*0**{thread_id}")
     return {
         "id": meeting_id,
         "creationDateTime": times.format_utc(times.now_ticks()),
@@ -115,11 +115,7 @@ def _join_url(host: str, thread_id: str, message_id: str, tenant_id: str, organi
 
 
 def _random_thread_key() -> str:
-    return _b64url(str(uuid.uuid4()))
-
-
-def _b64url(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+    return b64url(str(uuid.uuid4()))
 
 
 def _digits(count: int) -> str:

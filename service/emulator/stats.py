@@ -10,8 +10,9 @@ import threading
 from collections import defaultdict, deque
 from typing import Any
 
+from .operations import OPERATIONS
+
 MAX_RECORDS = 10_000  # bounded, so a long load run cannot exhaust memory
-OPERATIONS = ("createOrGet", "token", "discovery", "getMeeting", "patchMeeting", "deleteMeeting")
 
 
 class Stats:
@@ -42,7 +43,7 @@ class Stats:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            calls = {op: dict(self._calls.get(op, {})) for op in OPERATIONS}
+            calls = {op: dict(self._calls.get(op, {})) for op in sorted(OPERATIONS)}
             calls.update({op: dict(c) for op, c in self._calls.items() if op not in calls})
             return {
                 "calls": calls,

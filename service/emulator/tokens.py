@@ -7,7 +7,6 @@ fresh for each emulator process, so a token never outlives the process that issu
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import threading
 import time
@@ -18,6 +17,8 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .encoding import b64url
 
 ROLES = ["OnlineMeetings.ReadWrite.All"]
 
@@ -58,7 +59,7 @@ class TokenIssuer:
         der = self._key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        self.key_id = _b64url(hashlib.sha1(der).digest())
+        self.key_id = b64url(hashlib.sha1(der).digest())
         # Token ids (Entra's "uti" claim) issued since the last revoke-tokens call.
         # A set rather than a timestamp, because iat has one-second resolution and a
         # token issued just after a revoke in the same second must stay valid.
@@ -66,7 +67,7 @@ class TokenIssuer:
 
     def issue(self, tenant_id: str, app_id: str, credential_kind: str) -> IssuedToken:
         now = int(time.time())
-        token_id = _b64url(uuid.uuid4().bytes)
+        token_id = b64url(uuid.uuid4().bytes)
         claims = {
             "aud": self.audience,
             "iss": f"https://sts.windows.net/{tenant_id}/",
@@ -141,12 +142,8 @@ class TokenIssuer:
                     "use": "sig",
                     "kid": self.key_id,
                     "x5t": self.key_id,
-                    "n": _b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
-                    "e": _b64url(numbers.e.to_bytes(3, "big")),
+                    "n": b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
+                    "e": b64url(numbers.e.to_bytes(3, "big")),
                 }
             ]
         }
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
