@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
+import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,15 +17,18 @@ import pytest
 import yaml
 
 from service.config import Settings
+from service.devrun import PROXY_TEMPLATE, nginx_executable, proxy_placeholders, render_proxy_config
 from tests.deploy.tooling import (
     DEPLOY,
     OVERLAYS,
+    PROXY,
     REPO,
     Manifest,
     container,
     container_env,
     find,
     find_by_name,
+    proxy_container,
     render,
 )
 
@@ -92,25 +97,47 @@ def test_namespaces_enforce_the_restricted_pod_security_standard(overlay):
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
+def dockerfile_healthcheck() -> list[str]:
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    match = re.search(r"^HEALTHCHECK .* CMD (\[.*\])$", text, re.M)
+    assert match, "the Dockerfile has no HEALTHCHECK in exec form"
+    return json.loads(match.group(1))
+
+
 def test_deployment_replicas_probes_and_resources(overlay):
     _, docs = overlay
     deployment = find(docs, "Deployment", APP)
     assert deployment["spec"]["replicas"] == 3
-    spec = container(docs)
-    assert spec["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert spec["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert spec["startupProbe"]["httpGet"]["path"] == "/healthz"
-    ports = {port["name"]: port["containerPort"] for port in spec["ports"]}
-    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-        assert spec[probe]["httpGet"]["port"] in ports
-    # The image listens where GUNICORN_BIND says (Dockerfile ENV), on the probed port.
-    assert "GUNICORN_BIND=0.0.0.0:8080" in (REPO / "Dockerfile").read_text()
-    assert ports["http"] == 8080
-    for kind in ("requests", "limits"):
-        assert set(spec["resources"][kind]) == {"cpu", "memory"}
-    # The overlay names the registry and a tag (or digest), never "latest".
+    pod = pod_spec(docs)
+    assert [c["name"] for c in pod["containers"]] == [APP, PROXY]
+    spec, proxy = container(docs), proxy_container(docs)
+    env = container_env(docs, placeholder_secret)
+    # gunicorn listens on loopback only, where kubelet's httpGet cannot reach: its startup
+    # and liveness probes run the image's own HEALTHCHECK command, which reads GUNICORN_BIND.
+    assert env["GUNICORN_BIND"].startswith("127.0.0.1:")
+    assert "ports" not in spec, "gunicorn's port is not the pod's"
+    for probe in ("startupProbe", "livenessProbe"):
+        command = spec[probe]["exec"]["command"]
+        assert [" ".join(part.split()) for part in command] == [
+            " ".join(part.split()) for part in dockerfile_healthcheck()
+        ]
+        assert "'/healthz'" in command[-1]
+    # Readiness as callers see it: /readyz through the proxy's port.
+    proxy_ports = {port["name"]: port["containerPort"] for port in proxy["ports"]}
+    assert spec["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": proxy_ports["http"]}
+    # The proxy's own probes ask nginx alone: a failing service must not restart its proxy.
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert proxy[probe]["httpGet"] == {"path": "/_proxy/healthz", "port": "http"}
+    assert proxy_ports == {"http": 8080}
+    for each in (spec, proxy):
+        for kind in ("requests", "limits"):
+            assert set(each["resources"][kind]) == {"cpu", "memory"}
+        assert each["imagePullPolicy"] == "Always"
+    # The overlay names the registry and a tag (or digest), never "latest"; the proxy's
+    # image is pinned to a release.
     assert spec["image"].startswith("registry.example.com/meeting-provisioning:")
     assert not spec["image"].endswith(":latest")
+    assert re.fullmatch(r"docker\.io/nginxinc/nginx-unprivileged:\d+\.\d+\.\d+", proxy["image"])
 
 
 def test_liveness_tolerates_a_worker_busy_for_the_whole_worker_timeout(overlay):
@@ -128,10 +155,12 @@ def test_pod_security_context_matches_the_image(overlay):
     assert pod["securityContext"]["fsGroup"] == dockerfile_uid()
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["automountServiceAccountToken"] is False
-    security = container(docs)["securityContext"]
-    assert security["readOnlyRootFilesystem"] is True
-    assert security["allowPrivilegeEscalation"] is False
-    assert security["capabilities"] == {"drop": ["ALL"]}
+    for spec in pod["containers"]:  # the image's user for both; nginx needs no other
+        assert "runAsUser" not in spec["securityContext"]
+        security = spec["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"] == {"drop": ["ALL"]}
     spread = {c["topologyKey"] for c in pod["topologySpreadConstraints"]}
     assert spread == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
 
@@ -140,10 +169,14 @@ def test_only_tmp_is_writable_and_holds_the_metrics_directory(overlay):
     _, docs = overlay
     pod = pod_spec(docs)
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
-    mounts = {m["mountPath"]: m for m in container(docs)["volumeMounts"]}
-    writable = [path for path, m in mounts.items() if not m.get("readOnly")]
-    assert writable == ["/tmp"]
-    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+    tmp_volumes = set()
+    for spec in pod["containers"]:
+        mounts = {m["mountPath"]: m for m in spec["volumeMounts"]}
+        writable = [path for path, m in mounts.items() if not m.get("readOnly")]
+        assert writable == ["/tmp"], spec["name"]
+        assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+        tmp_volumes.add(mounts["/tmp"]["name"])
+    assert len(tmp_volumes) == 2, "each container has its own /tmp"
     env = container_env(docs, placeholder_secret)
     assert env["PROMETHEUS_MULTIPROC_DIR"].startswith("/tmp/")
 
@@ -159,8 +192,10 @@ def test_callers_file_is_the_mounted_secret(overlay):
 
 
 def test_grace_period_covers_the_pre_stop_delay_and_the_graceful_timeout(overlay):
-    """One shutdown mechanism (PRE_STOP_DELAY_SECONDS, no preStop hook), and
-    terminationGracePeriodSeconds >= delay + GUNICORN_GRACEFUL_TIMEOUT + margin."""
+    """gunicorn: one shutdown mechanism (PRE_STOP_DELAY_SECONDS, no preStop hook). The
+    proxy: a preStop hook that keeps nginx accepting for the same PRE_STOP_DELAY_SECONDS
+    (from the same ConfigMap), then quits gracefully and waits, so in-flight answers are
+    delivered. terminationGracePeriodSeconds >= delay + GUNICORN_GRACEFUL_TIMEOUT + margin."""
     _, docs = overlay
     env = container_env(docs, placeholder_secret)
     delay = float(env["PRE_STOP_DELAY_SECONDS"])
@@ -169,6 +204,14 @@ def test_grace_period_covers_the_pre_stop_delay_and_the_graceful_timeout(overlay
     assert "lifecycle" not in container(docs), "choose one pre-stop mechanism, not two"
     grace = pod_spec(docs)["terminationGracePeriodSeconds"]
     assert grace >= delay + graceful + SHUTDOWN_MARGIN
+    proxy_env = container_env(docs, placeholder_secret, PROXY)
+    assert proxy_env["PRE_STOP_DELAY_SECONDS"] == env["PRE_STOP_DELAY_SECONDS"]
+    hook = proxy_container(docs)["lifecycle"]["preStop"]["exec"]["command"]
+    assert hook[:2] == ["/bin/sh", "-c"]
+    steps = [step.strip() for step in hook[2].split(";")]
+    assert steps[0] == 'sleep "$PRE_STOP_DELAY_SECONDS"'
+    assert re.fullmatch(r"nginx -c (\S+) -e stderr -s quit", steps[1]), steps
+    assert steps[2].startswith("while [ -e ")  # until the master has exited
 
 
 def test_every_setting_is_one_the_service_reads(overlay):
@@ -238,7 +281,9 @@ def test_service_hpa_and_pdb_select_the_pods(overlay):
     assert selects(deployment["spec"]["selector"], labels)
     service = find(docs, "Service", APP)
     assert all(labels.get(k) == v for k, v in service["spec"]["selector"].items())
-    port_names = {port["name"] for port in container(docs)["ports"]}
+    port_names = {
+        port["name"] for spec in pod_spec(docs)["containers"] for port in spec.get("ports", [])
+    }
     assert {port["targetPort"] for port in service["spec"]["ports"]} <= port_names
     hpa = find(docs, "HorizontalPodAutoscaler", APP)
     assert hpa["spec"]["scaleTargetRef"] == {
@@ -367,3 +412,96 @@ def test_a_release_pinned_by_digest_renders_with_the_digest(tmp_path):
     kustomization.write_text(text.replace("    newTag: 0.1.0\n", f"    digest: {digest}\n"))
     image = container(render(kustomization.parent))["image"]
     assert image == f"registry.example.com/meeting-provisioning@{digest}"
+
+
+def envsubst(text: str, names: list[str], env: dict[str, str]) -> str:
+    """envsubst with a SHELL-FORMAT list, where the gettext tool is missing: the listed
+    ${NAME} and $NAME are replaced (by nothing if undefined), everything else is kept."""
+    for name in names:
+        text = re.sub(rf"\$(\{{{name}\}}|{name}(?![A-Za-z0-9_]))", env.get(name, ""), text)
+    return text
+
+
+def sidecar_command(docs: list[Manifest]) -> tuple[list[str], str, str, str]:
+    """The proxy's start command: (envsubst's variable list, template path, output path,
+    the nginx command line)."""
+    proxy = proxy_container(docs)
+    assert proxy["command"][:2] == ["/bin/sh", "-c"]
+    match = re.fullmatch(
+        r"envsubst '([^']*)' < (\S+) > (\S+) && exec (nginx .*)", proxy["command"][2]
+    )
+    assert match, proxy["command"]
+    names = re.findall(r"\$\{([A-Z0-9_]+)\}", match.group(1))
+    return names, match.group(2), match.group(3), match.group(4)
+
+
+def test_the_proxy_sidecar_renders_the_one_template_into_a_valid_configuration(
+    overlay, tmp_path: Path
+):
+    """The sidecar renders deploy/base/proxy/nginx.conf.template (the file `make run` and
+    the tests use) with its own environment; the result passes `nginx -t`."""
+    _, docs = overlay
+    names, template_path, output, nginx = sidecar_command(docs)
+    assert set(names) == proxy_placeholders(), "envsubst must list every placeholder"
+    # The template reaches the container from the ConfigMap generated from the file.
+    proxy = proxy_container(docs)
+    mounts = {m["name"]: m["mountPath"] for m in proxy["volumeMounts"]}
+    volume = {v["name"]: v for v in pod_spec(docs)["volumes"]}["proxy-config"]
+    config_map = find_by_name(docs, "ConfigMap", volume["configMap"]["name"])
+    directory, file_name = template_path.rsplit("/", 1)
+    assert mounts["proxy-config"] == directory
+    assert config_map["data"][file_name] == PROXY_TEMPLATE.read_text()
+    # Every placeholder has a value in the container's environment.
+    env = container_env(docs, placeholder_secret, PROXY)
+    assert set(names) <= set(env), set(names) - set(env)
+    assert output.startswith("/tmp/") and env["PROXY_STATE_DIR"] == "/tmp"
+    assert shlex.split(nginx) == ["nginx", "-c", output, "-e", "stderr"]
+    # Rendered as in the pod (the real envsubst when installed), equal to make run's.
+    template = PROXY_TEMPLATE.read_text()
+    if shutil.which("envsubst"):
+        rendered = subprocess.run(
+            ["envsubst", " ".join(f"${{{name}}}" for name in names)],
+            input=template,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout
+    else:
+        rendered = envsubst(template, names, env)
+    assert rendered == render_proxy_config(env)
+    # nginx accepts it (with a writable directory standing in for the sidecar's /tmp).
+    config = tmp_path / "nginx.conf"
+    config.write_text(render_proxy_config({**env, "PROXY_STATE_DIR": str(tmp_path)}))
+    result = subprocess.run(
+        [nginx_executable(), "-t", "-c", str(config), "-e", "stderr"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_only_the_proxy_reaches_gunicorn_and_both_agree_on_limits(overlay):
+    _, docs = overlay
+    env = container_env(docs, placeholder_secret)
+    proxy_env = container_env(docs, placeholder_secret, PROXY)
+    # gunicorn on the pod's loopback; nginx proxies there and listens on the pod's port,
+    # which the Service targets and the NetworkPolicy opens.
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", env["GUNICORN_BIND"])
+    assert proxy_env["GUNICORN_BIND"] == env["GUNICORN_BIND"]
+    [http] = proxy_container(docs)["ports"]
+    assert proxy_env["PROXY_LISTEN"] == str(http["containerPort"])
+    assert http["containerPort"] != int(env["GUNICORN_BIND"].rsplit(":", 1)[1])
+    policy = find(docs, "NetworkPolicy", APP)
+    assert {port["port"] for rule in policy["spec"]["ingress"] for port in rule["ports"]} == {
+        http["containerPort"]
+    }
+    # The body limit and the request budget: the same values for the service and nginx.
+    for name in ("MAX_BODY_BYTES", "GUNICORN_TIMEOUT"):
+        assert proxy_env[name] == env[name]
+    assert int(env["MAX_BODY_BYTES"]) == Settings.__dataclass_fields__["max_body_bytes"].default
+    assert re.fullmatch(r"\d+", env["GUNICORN_TIMEOUT"]), "nginx takes whole seconds"
+    annotations = find(docs, "Deployment", APP)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(http["containerPort"])

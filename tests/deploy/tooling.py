@@ -66,20 +66,41 @@ def find(docs: list[Manifest], kind: str, name: str | None = None) -> Manifest:
     return found[0]
 
 
-def container(docs: list[Manifest], kind: str = "Deployment", name: str = "meeting-provisioning"):
+def container(
+    docs: list[Manifest],
+    kind: str = "Deployment",
+    name: str = "meeting-provisioning",
+    container_name: str | None = None,
+):
+    """One container of a workload: the one named like the workload (or `container_name`),
+    else the only one."""
     containers = find(docs, kind, name)["spec"]["template"]["spec"]["containers"]
-    assert len(containers) == 1
+    wanted = container_name or name
+    named = [c for c in containers if c["name"] == wanted]
+    if named:
+        return named[0]
+    assert len(containers) == 1 and container_name is None, [c["name"] for c in containers]
     return containers[0]
+
+
+PROXY = "proxy"  # the Deployment's nginx sidecar
+
+
+def proxy_container(docs: list[Manifest]):
+    return container(docs, container_name=PROXY)
 
 
 SecretLookup = Callable[[str, str], str]
 
 
-def container_env(docs: list[Manifest], secret: SecretLookup) -> dict[str, str]:
-    """The environment Kubernetes gives the service's container: envFrom ConfigMaps, then
-    env entries in order, with $(VAR) references to earlier variables expanded as the
-    kubelet does. `secret(name, key)` stands in for secretKeyRef values."""
-    spec = container(docs)
+def container_env(
+    docs: list[Manifest], secret: SecretLookup, container_name: str | None = None
+) -> dict[str, str]:
+    """The environment Kubernetes gives the service's container (or the Deployment's
+    container `container_name`): envFrom ConfigMaps, then env entries in order, with
+    $(VAR) references to earlier variables expanded as the kubelet does. `secret(name,
+    key)` stands in for secretKeyRef values."""
+    spec = container(docs, container_name=container_name)
     env: dict[str, str] = {}
     for source in spec.get("envFrom", []):
         config_map = find_by_name(docs, "ConfigMap", source["configMapRef"]["name"])
