@@ -95,7 +95,9 @@ class OpenApiDocument(MethodView):
         responses={
             "200": {
                 "description": "This API's OpenAPI 3.1 document (YAML)",
-                "content": {"application/yaml": {"schema": {"type": "string"}}},
+                # No schema: the parsed YAML is this document (an object), while client
+                # generators can only hand YAML over as text.
+                "content": {"application/yaml": {}},
             }
         },
     )

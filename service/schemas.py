@@ -408,7 +408,9 @@ class ProblemSchema(Schema):
     instance = fields.String(
         metadata={
             "format": "uri-reference",
-            "description": "The request's path, percent-encoded where RFC 3986 requires it",
+            "description": "The request's path, percent-encoded where RFC 3986 requires it; "
+            "`urn:meeting-provisioning:request:<requestId>` when the proxy or gunicorn refused "
+            "a request before its path was read",
         }
     )
     requestId = fields.String(metadata={"description": "The answer's X-Request-ID"})

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from datetime import datetime
 from functools import cache
 from typing import Any
 
 import requests
 import yaml
-from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema.exceptions import best_match
+from jsonschema import Draft202012Validator, FormatChecker, validators
+from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -63,6 +64,21 @@ def is_uri_reference(value: object) -> bool:
     return not isinstance(value, str) or re.fullmatch(r"[^\s]*", value) is not None
 
 
+def _ecma_pattern(
+    validator: Any, pattern: str, instance: Any, schema: dict[str, Any]
+) -> Iterator[ValidationError]:
+    """`pattern` as JSON Schema means it (ECMA-262): `$` ends the string. Python's `$` also
+    matches before a final newline, so "abc\n" would pass `^[a-z]+$` in plain jsonschema."""
+    if isinstance(instance, str) and not re.search(
+        re.sub(r"(?<!\\)\$$", r"\\Z", pattern), instance
+    ):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+# Draft 2020-12 with ECMA-262 `pattern` semantics.
+EcmaValidator = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})
+
+
 class OpenApiDocument:
     def __init__(self, document: dict[str, Any]) -> None:
         self.document = document
@@ -73,12 +89,10 @@ class OpenApiDocument:
             for path, item in document["paths"].items()
         ]
 
-    def validator(self, schema: dict[str, Any]) -> Draft202012Validator:
+    def validator(self, schema: dict[str, Any]) -> Any:
         """A validator of a schema taken from the document ("#/components/..." refs in it
         resolve in the document)."""
-        return Draft202012Validator(
-            _absolute(schema), registry=self.registry, format_checker=FORMATS
-        )
+        return EcmaValidator(_absolute(schema), registry=self.registry, format_checker=FORMATS)
 
     def operation(self, method: str, path: str) -> tuple[dict[str, Any] | None, bool]:
         """(the operation, whether the path exists at all)."""
