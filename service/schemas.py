@@ -33,6 +33,12 @@ RFC3339 = re.compile(
     r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})\Z"
 )
+# RFC3339 for the document (ECMA-262, where `$` ends the string); test_openapi_document
+# checks that the two agree.
+RFC3339_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
 # Graph's DateTimeOffset runs from year 1 to 9999 in UTC; a time whose UTC form leaves that
 # range (0001-01-01T00:00:00+01:00) can be neither compared nor sent.
 RFC3339_RANGE_RULE = "is out of range: in UTC it must fall within the years 0001 to 9999"
@@ -70,6 +76,7 @@ class Rfc3339(fields.Field[datetime]):
         kwargs["metadata"] = {
             "type": "string",
             "format": "date-time",
+            "pattern": RFC3339_PATTERN,
             "example": "2026-11-23T09:00:00+01:00",
             **kwargs.get("metadata", {}),
         }
@@ -162,6 +169,8 @@ class BookingSchema(Schema):
         validate=validate.Regexp(BOOKING_ID, error=BOOKING_ID_RULE),
         metadata={
             "pattern": BOOKING_ID_PATTERN,
+            "minLength": 1,
+            "maxLength": 128,
             "description": "The booking system's own id; the idempotency key",
             "example": "room-42:2026-11-23T09:00",
         },

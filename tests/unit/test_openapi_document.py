@@ -15,7 +15,13 @@ from referencing.jsonschema import DRAFT202012
 
 from service import errors, observability, problems
 from service.openapi import REQUEST_ID_PATTERN, generate
-from service.schemas import BOOKING_ID, BookingSchema, MeetingChangeSchema
+from service.schemas import (
+    BOOKING_ID,
+    RFC3339,
+    RFC3339_PATTERN,
+    BookingSchema,
+    MeetingChangeSchema,
+)
 from tests.support.openapi_check import EcmaValidator
 
 DOCUMENT: dict[str, Any] = yaml.safe_load(generate())
@@ -142,6 +148,27 @@ def test_the_booking_id_rule_is_the_services(value: str) -> None:
 def test_the_request_id_pattern_is_the_services(value: str) -> None:
     documented = EcmaValidator({"pattern": REQUEST_ID_PATTERN}).is_valid(value)
     assert documented == (observability.REQUEST_ID.fullmatch(value) is not None)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-11-23T09:00:00Z",
+        "2026-11-23t09:00:00.123456789+01:00",
+        "2026-11-23T09:00:00.1234567890Z",
+        "2026-11-23T09:00:00",
+        "2026-11-23T09:00:00Z\n",
+        "2026-11-23 09:00:00Z",
+        "26-11-23T09:00:00Z",
+    ],
+)
+def test_the_date_time_pattern_is_the_services(value: str) -> None:
+    documented = EcmaValidator({"pattern": RFC3339_PATTERN}).is_valid(value)
+    assert documented == (RFC3339.fullmatch(value) is not None)
+    booking = validator("#/components/schemas/Booking").is_valid(
+        {"bookingId": "b", "organizerId": ORGANIZER, "startDateTime": value}
+    )
+    assert booking == documented
 
 
 BOOKINGS = [
