@@ -1,6 +1,15 @@
 # syntax=docker/dockerfile:1
 # The meeting-provisioning image: gunicorn (PID 1) serving service.wsgi:app.
 #
+# Run it behind the buffering proxy, as deploy/ does: an nginx sidecar on the pod's port
+# (deploy/base/proxy/nginx.conf.template) and gunicorn on 127.0.0.1:8081 (GUNICORN_BIND in
+# deploy/base/settings.env). gunicorn's gthread worker reads a request with a blocking
+# socket once its first byte has arrived, so 16 connections that send half a request
+# stall all 2 x 8 threads; nginx reads each request whole, within its header and body
+# timeouts, before gunicorn sees it (docs/operations.md, "Slow clients and request
+# limits"). The default GUNICORN_BIND below serves directly, without that protection: for
+# `docker run` on a developer's machine, never exposed to callers.
+#
 # Stage 1 builds wheels of the service and every dependency; stage 2 installs them into a
 # clean slim image from a bind mount, so neither the wheels nor pip's cache end up in a
 # layer, and nothing that compiles (the slim base has no compiler) is in the final image.

@@ -134,16 +134,23 @@ class Closed:
 
 
 class SlowClients:
-    """`count` connections to `port`, a third each of: a partial head then silence
+    """`count` connections to `port`, in turn each of `kinds`: a partial head then silence
     ("head"), a whole head and part of a 1000-byte body then silence ("body"), and a head
     trickled one byte every `trickle_every` seconds ("trickle"). A closed connection is
     recorded and replaced at once, so `count` stay open until `stop()`. One thread, one
     selector: the attack itself costs little CPU."""
 
-    def __init__(self, port: int, count: int = 200, trickle_every: float = 2.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        count: int = 200,
+        trickle_every: float = 2.0,
+        kinds: tuple[str, ...] = KINDS,
+    ) -> None:
         self.port = port
         self.count = count
         self.trickle_every = trickle_every
+        self.kinds = kinds
         self.closed: list[Closed] = []
         self.open_failures = 0
         self.max_open = 0
@@ -176,7 +183,7 @@ class SlowClients:
         return left
 
     def _open(self) -> None:
-        kind = KINDS[self._serial % len(KINDS)]
+        kind = self.kinds[self._serial % len(self.kinds)]
         self._serial += 1
         sock = socket.socket()
         sock.settimeout(2)
