@@ -1,25 +1,33 @@
 """The answers nginx (deploy/base/proxy/nginx.conf.template) and gunicorn give themselves,
 before Flask sees a request: problem+json with X-Request-ID, like the service's own; the
 limits both apply (8190-byte request and header lines, MAX_BODY_BYTES); what the proxy
-forwards (X-Request-ID, X-Forwarded-For, keep-alive, whole bodies)."""
+forwards (X-Request-ID, X-Forwarded-For, keep-alive, whole bodies); and the pod's shutdown
+with the proxy sidecar's preStop hook."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.server
 import json
+import os
 import re
+import signal
 import socket
+import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 import requests
+import yaml
 
+from tests.support.factories import booking
 from tests.support.problems import PROBLEM, assert_problem
 from tests.support.proxy import ProxyProcess
-from tests.support.stack import ServiceProcess
+from tests.support.stack import REPO, Client, ServiceProcess, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -312,3 +320,71 @@ def test_gunicorn_answers_a_malformed_request_with_400_problem_json(service):
     answer = raw(service.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n")
     problem = answer.problem(400, "invalid-request")
     assert problem["instance"] == f"urn:meeting-provisioning:request:{problem['requestId']}"
+
+
+# --- the pod's shutdown, with the proxy sidecar's preStop hook ------------------------------
+
+
+def pre_stop_hook() -> str:
+    """The proxy sidecar's preStop command (deploy/base/deployment.yaml), as written."""
+    deployment = yaml.safe_load((REPO / "deploy" / "base" / "deployment.yaml").read_text())
+    [proxy] = [
+        c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "proxy"
+    ]
+    command = proxy["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[:2] == ["/bin/sh", "-c"]
+    return command[2]
+
+
+def refuses(url: str) -> bool:
+    try:
+        requests.get(f"{url}/_proxy/healthz", timeout=1)
+    except requests.ConnectionError:
+        return True
+    return False
+
+
+def test_pod_shutdown_the_proxy_serves_through_the_delay_and_delivers_in_flight_answers(
+    start_service, emulator, callers, organizer, setup, tmp_path
+):
+    """As the kubelet does it: SIGTERM to gunicorn and, at the same time, the proxy's
+    preStop hook (its /tmp is the proxy's state directory here). New requests are served
+    through the proxy during PRE_STOP_DELAY_SECONDS; then nginx stops accepting, delivers
+    the answer of a request still in gunicorn, and exits; so does gunicorn."""
+    delay = 2
+    service = start_service(PRE_STOP_DELAY_SECONDS=str(delay))
+    proxy = ProxyProcess(tmp_path / "proxy", f"127.0.0.1:{service.port}").start()
+    other = str(uuid.uuid4())
+    emulator.set_user(setup.tenant_id, other, access_policy=True)
+    hook = pre_stop_hook().replace("/tmp/", f"{proxy.directory}/")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            emulator.add_fault(target="createOrGet", latencyMs=5000, organizerId=organizer, count=1)
+            in_flight = pool.submit(Client(proxy.url, callers["eu"].key).post, booking(organizer))
+            time.sleep(1.0)  # inside its Graph call
+            assert not in_flight.done()
+
+            service.process.send_signal(signal.SIGTERM)
+            stopping = subprocess.Popen(
+                ["/bin/sh", "-c", hook],
+                env={**os.environ, "PRE_STOP_DELAY_SECONDS": str(delay)},
+            )
+            signalled = time.monotonic()
+            # During the delay, a new booking through the proxy is served.
+            late = Client(proxy.url, callers["eu"].key).post(booking(other))
+            assert late.status_code == 201, late.text
+            assert time.monotonic() - signalled < delay
+            # Then nginx stops accepting, while the slow request is still in flight ...
+            wait_until(lambda: refuses(proxy.url), delay + 3, "the proxy to stop accepting")
+            assert time.monotonic() - signalled >= delay - 0.5
+            assert not in_flight.done()
+            # ... whose answer it still delivers.
+            answer = in_flight.result(timeout=15)
+        assert answer.status_code == 201, answer.text
+        assert stopping.wait(15) == 0, "the hook returns once nginx has exited"
+        assert proxy.process.wait(5) == 0
+        assert service.process.wait(15) == 0
+        took = time.monotonic() - signalled
+        assert took < delay + 30, f"stopped after {took:.1f} s"
+    finally:
+        proxy.stop()
