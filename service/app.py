@@ -61,8 +61,8 @@ def register_api(app: Flask) -> ProblemApi:
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    logs.configure()
     settings = settings or Settings.from_env()
+    logs.configure(settings.server.log_level)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     found = app.extensions[EXTENSION] = Services.from_settings(settings)

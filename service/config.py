@@ -24,6 +24,7 @@ T = TypeVar("T")
 DEFAULT_EXTERNAL_ID_NAMESPACE = uuid.UUID("6f1c1d0e-3a51-4f0c-9d7e-4b1f6f0d2a11")
 
 API_VERSIONS = ("v1.0", "beta")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(Exception):
@@ -54,6 +55,34 @@ class Credential:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    """How the process is served: gunicorn, log level, metrics directory.
+
+    gunicorn's master reads these on their own (service/gunicorn_conf.py), before any worker
+    builds the full Settings, which hold the same object read by the same rules.
+    """
+
+    bind: str = "0.0.0.0:8080"
+    workers: int = 2
+    threads: int = 8
+    worker_timeout: float = 60.0
+    graceful_timeout: float = 30.0
+    # Seconds between SIGTERM and closing the listening socket, while /readyz answers 503.
+    pre_stop_delay: float = 0.0
+    log_level: str = "INFO"
+    # Where prometheus-client's multiprocess mode keeps the workers' values.
+    metrics_dir: Path | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:
+        reader = _Reader(os.environ if env is None else env)
+        server = reader.server()
+        if reader.problems:
+            raise ConfigError(reader.problems)
+        return server
+
+
+@dataclass(frozen=True)
 class Settings:
     tenant_id: str
     client_id: str
@@ -77,15 +106,14 @@ class Settings:
     token_timeout: float = 5.0
     single_flight_wait: float = 25.0
     lock_ttl: float = 35.0
-    worker_timeout: float = 60.0
     redis_timeout: float = 0.5
-    graceful_timeout: float = 30.0
     # Consecutive Graph failures (5xx, timeouts, unreachable) that open the circuit; 0 = off.
     graph_circuit_failures: int = 5
     graph_circuit_cooldown: float = 15.0
     # Graph allows 2,000 meetings per organizer per month; refuse (429) at this many.
     organizer_monthly_limit: int = 2000
     organizer_pools: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    server: ServerSettings = field(default_factory=ServerSettings)
 
     @property
     def authority(self) -> str:
@@ -106,14 +134,27 @@ class Settings:
         return _Reader(os.environ if env is None else env).settings()
 
 
+def variable_names() -> frozenset[str]:
+    """Every environment variable the service reads (the README's configuration table
+    lists the same names; a test compares them)."""
+    reader = _Reader({})
+    try:
+        reader.settings()
+    except ConfigError:
+        pass  # an empty environment is invalid; only the names looked at matter here
+    return frozenset(reader.names)
+
+
 class _Reader:
     """Reads and converts each variable, remembering every problem instead of stopping."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
         self.problems: list[str] = []
+        self.names: set[str] = set()  # every variable looked at (see variable_names)
 
     def raw(self, name: str) -> str | None:
+        self.names.add(name)
         value = self.env.get(name, "").strip()
         return value or None
 
@@ -147,6 +188,37 @@ class _Reader:
             self.problems.append(f"{name} must be 0 or more")
             return default
         return value
+
+    def whole(self, name: str, default: int) -> int:
+        value = self.convert(name, default, int, "a whole number")
+        if value < 1:
+            self.problems.append(f"{name} must be 1 or more")
+            return default
+        return value
+
+    def server(self) -> ServerSettings:
+        defaults = ServerSettings()
+        level = (self.raw("LOG_LEVEL") or defaults.log_level).upper()
+        if level not in LOG_LEVELS:
+            self.problems.append(f"LOG_LEVEL={level!r} is not one of {', '.join(LOG_LEVELS)}")
+            level = defaults.log_level
+        pre_stop_delay = self.convert(
+            "PRE_STOP_DELAY_SECONDS", defaults.pre_stop_delay, float, "a number of seconds"
+        )
+        if pre_stop_delay < 0:
+            self.problems.append("PRE_STOP_DELAY_SECONDS must be 0 or more")
+            pre_stop_delay = defaults.pre_stop_delay
+        metrics_dir = self.raw("PROMETHEUS_MULTIPROC_DIR")
+        return ServerSettings(
+            bind=self.raw("GUNICORN_BIND") or defaults.bind,
+            workers=self.whole("GUNICORN_WORKERS", defaults.workers),
+            threads=self.whole("GUNICORN_THREADS", defaults.threads),
+            worker_timeout=self.positive("GUNICORN_TIMEOUT", defaults.worker_timeout),
+            graceful_timeout=self.positive("GUNICORN_GRACEFUL_TIMEOUT", defaults.graceful_timeout),
+            pre_stop_delay=pre_stop_delay,
+            log_level=level,
+            metrics_dir=Path(metrics_dir) if metrics_dir else None,
+        )
 
     def guid(self, name: str, hint: str) -> str:
         value = self.required(name, hint)
@@ -263,13 +335,12 @@ class _Reader:
             token_timeout=self.positive("TOKEN_TIMEOUT_SECONDS", 5.0),
             single_flight_wait=self.positive("SINGLE_FLIGHT_WAIT_SECONDS", 25.0),
             lock_ttl=self.positive("LOCK_TTL_SECONDS", 35.0),
-            worker_timeout=self.positive("GUNICORN_TIMEOUT", 60.0),
             redis_timeout=self.positive("REDIS_TIMEOUT_SECONDS", 0.5),
-            graceful_timeout=self.positive("GUNICORN_GRACEFUL_TIMEOUT", 30.0),
             graph_circuit_failures=self.count("GRAPH_CIRCUIT_FAILURES", 5),
             graph_circuit_cooldown=self.positive("GRAPH_CIRCUIT_COOLDOWN_SECONDS", 15.0),
             organizer_monthly_limit=self.count("ORGANIZER_MONTHLY_LIMIT", 2000),
             organizer_pools=self.pools(),
+            server=self.server(),
         )
         self.check_ordering(settings)
         if self.problems:
@@ -284,15 +355,16 @@ class _Reader:
                 f"GRAPH_BUDGET_SECONDS ({one_call:g}), or a slow call would lose its lock"
             )
         worst = s.single_flight_wait + one_call
-        if s.worker_timeout <= worst:
+        if s.server.worker_timeout <= worst:
             self.problems.append(
-                f"GUNICORN_TIMEOUT ({s.worker_timeout:g}) must exceed SINGLE_FLIGHT_WAIT_SECONDS"
+                f"GUNICORN_TIMEOUT ({s.server.worker_timeout:g}) must exceed "
+                "SINGLE_FLIGHT_WAIT_SECONDS"
                 f" + TOKEN_TIMEOUT_SECONDS + GRAPH_BUDGET_SECONDS ({worst:g}), or gunicorn "
                 "could kill a worker that is still within its budgets"
             )
-        if s.graceful_timeout <= one_call:
+        if s.server.graceful_timeout <= one_call:
             self.problems.append(
-                f"GUNICORN_GRACEFUL_TIMEOUT ({s.graceful_timeout:g}) must exceed "
+                f"GUNICORN_GRACEFUL_TIMEOUT ({s.server.graceful_timeout:g}) must exceed "
                 f"TOKEN_TIMEOUT_SECONDS + GRAPH_BUDGET_SECONDS ({one_call:g}), or a shutdown "
                 "could cut off a Graph call that is still within its budget"
             )

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from service.config import Settings
+from service.config import ServerSettings, Settings
 
 STATE = Path(".run")
 # The proxy's one configuration, shared with the tests and the pod (deploy/base/proxy/).
@@ -80,9 +80,7 @@ def proxy_values(
     return {
         **read_env_file(PROXY_SETTINGS),
         # nginx takes whole seconds; gunicorn_conf.py rounds the same way.
-        "GUNICORN_TIMEOUT": str(
-            int(float(env.get("GUNICORN_TIMEOUT", defaults["worker_timeout"])))
-        ),
+        "GUNICORN_TIMEOUT": str(int(ServerSettings.from_env(env).worker_timeout)),
         "MAX_BODY_BYTES": env.get("MAX_BODY_BYTES", defaults["max_body_bytes"]),
         "PROXY_LISTEN": listen,
         "PROXY_STATE_DIR": str(state_dir.resolve()),

@@ -6,31 +6,33 @@ flight wait + token + Graph budgets); service.config refuses to start otherwise.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import multiprocess
 
 # Imported here, in the master, so the shared flag exists before the workers are forked.
 from service import draining, gunicorn_errors
+from service.config import ServerSettings
 
-bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8080")
-workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+# The same parsing and defaults as the workers' Settings (service/config.py).
+server_settings = ServerSettings.from_env()
+bind = server_settings.bind
+workers = server_settings.workers
+threads = server_settings.threads
 worker_class = "gthread" if threads > 1 else "sync"
-timeout = int(float(os.environ.get("GUNICORN_TIMEOUT", "60")))
-graceful_timeout = int(float(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30")))
-# Seconds between SIGTERM and closing the listening socket, while /readyz answers 503.
-pre_stop_delay = float(os.environ.get("PRE_STOP_DELAY_SECONDS", "0"))
+# gunicorn takes whole seconds.
+timeout = int(server_settings.worker_timeout)
+graceful_timeout = int(server_settings.graceful_timeout)
+pre_stop_delay = server_settings.pre_stop_delay
+metrics_dir = server_settings.metrics_dir
 keepalive = 5
 # Our own JSON request log (service.observability) replaces gunicorn's access log.
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = server_settings.log_level.lower()
 # gunicorn 24+ opens a control socket under $HOME; we do not use it, several masters on one
 # host would share its path, and the container's root filesystem is read-only.
 control_socket_disable = True
@@ -49,14 +51,13 @@ def on_starting(server: Any) -> None:
     own error answers problem+json (service/gunicorn_errors.py); the forked workers inherit
     it."""
     gunicorn_errors.install(server.cfg)
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory:
-        shutil.rmtree(directory, ignore_errors=True)
-        Path(directory).mkdir(parents=True, exist_ok=True)
+    if metrics_dir is not None:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True, exist_ok=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if metrics_dir is not None:
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 from flask import g, has_request_context
@@ -24,7 +23,7 @@ class RequestContext(logging.Filter):
         return True
 
 
-def configure(level: str | None = None) -> None:
+def configure(level: str) -> None:
     """Route the root logger to stdout as JSON; idempotent, so app factories may repeat it."""
     root = logging.getLogger()
     if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
@@ -35,7 +34,7 @@ def configure(level: str | None = None) -> None:
     )
     handler.addFilter(RequestContext())
     root.handlers = [handler]
-    root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO").upper())
+    root.setLevel(level)
     # urllib3 and MSAL log request URLs and bodies at DEBUG; keep them quiet.
     for noisy in ("urllib3", "msal"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -4,7 +4,6 @@ process-local default registry is used (tests, `flask run`)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -98,10 +97,12 @@ def declare_known_series() -> None:
         counter.labels(**labels)
 
 
-def render(extra: Iterable[Any] = ()) -> tuple[bytes, str]:
-    """The exposition of every worker (multiprocess mode) plus `extra` collectors, which
-    compute their values at scrape time (see service.quota.QuotaCollector)."""
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+def render(*, multiprocess_mode: bool, extra: Iterable[Any] = ()) -> tuple[bytes, str]:
+    """The exposition of every worker (multiprocess mode: PROMETHEUS_MULTIPROC_DIR is set,
+    which prometheus-client itself also reads when this module creates the metrics) or of
+    this process, plus `extra` collectors, which compute their values at scrape time (see
+    service.quota.QuotaCollector)."""
+    if multiprocess_mode:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:

@@ -83,7 +83,10 @@ class Metrics(MethodView):
     )
     def get(self) -> Response:
         """Prometheus metrics of all workers of this instance"""
-        payload, content_type = metrics.render(extra=[QuotaCollector(services().quota)])
+        payload, content_type = metrics.render(
+            multiprocess_mode=services().settings.server.metrics_dir is not None,
+            extra=[QuotaCollector(services().quota)],
+        )
         return Response(payload, content_type=content_type)
 
 

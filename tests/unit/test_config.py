@@ -1,10 +1,13 @@
 import hashlib
 import importlib
 import json
+import os
+import re
+from pathlib import Path
 
 import pytest
 
-from service.config import ConfigError, Settings
+from service.config import ConfigError, Settings, variable_names
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 CLIENT = "66666666-7777-8888-9999-000000000000"
@@ -106,8 +109,8 @@ def test_budgets_must_fit_inside_the_worker_timeout_and_lock(env):
 def test_default_budgets_are_ordered(env):
     s = Settings.from_env(env)
     assert s.lock_ttl > s.token_timeout + s.graph_budget
-    assert s.worker_timeout > s.single_flight_wait + s.token_timeout + s.graph_budget
-    assert s.graceful_timeout > s.token_timeout + s.graph_budget
+    assert s.server.worker_timeout > s.single_flight_wait + s.token_timeout + s.graph_budget
+    assert s.server.graceful_timeout > s.token_timeout + s.graph_budget
 
 
 def test_gunicorn_defaults_outlast_the_service_budgets(env, monkeypatch):
@@ -120,7 +123,10 @@ def test_gunicorn_defaults_outlast_the_service_budgets(env, monkeypatch):
     s = Settings.from_env(env)
     assert conf.timeout > s.single_flight_wait + s.token_timeout + s.graph_budget
     assert conf.graceful_timeout > s.token_timeout + s.graph_budget
-    assert (conf.timeout, conf.graceful_timeout) == (s.worker_timeout, s.graceful_timeout)
+    assert (conf.timeout, conf.graceful_timeout) == (
+        s.server.worker_timeout,
+        s.server.graceful_timeout,
+    )
     assert conf.pre_stop_delay == 0
 
 
@@ -139,3 +145,39 @@ def test_circuit_threshold_must_be_a_count(env, value):
 
 def test_the_secret_never_appears_in_the_settings_repr(env):
     assert "s3cret-value" not in repr(Settings.from_env(env))
+
+
+def test_gunicorn_reads_its_settings_by_the_same_rules(env, monkeypatch):
+    """gunicorn_conf.py takes ServerSettings, so a value the workers' Settings refuse is
+    refused by gunicorn's master too, with the same message."""
+    monkeypatch.setenv("GUNICORN_WORKERS", "0")
+    with pytest.raises(ConfigError, match="GUNICORN_WORKERS must be 1 or more"):
+        importlib.reload(importlib.import_module("service.gunicorn_conf"))
+    with pytest.raises(ConfigError, match="GUNICORN_WORKERS must be 1 or more"):
+        Settings.from_env({**env, "GUNICORN_WORKERS": "0"})
+    monkeypatch.setenv("GUNICORN_WORKERS", "3")
+    monkeypatch.setenv("GUNICORN_TIMEOUT", "90.5")
+    monkeypatch.setenv("LOG_LEVEL", "warning")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp/mps-metrics")
+    conf = importlib.reload(importlib.import_module("service.gunicorn_conf"))
+    assert (conf.workers, conf.timeout, conf.loglevel) == (3, 90, "warning")
+    assert str(conf.metrics_dir) == "/tmp/mps-metrics"
+    server = Settings.from_env({**env, **dict(os.environ)}).server
+    assert (server.workers, server.worker_timeout, server.log_level) == (3, 90.5, "WARNING")
+
+
+def test_an_unknown_log_level_is_refused(env):
+    with pytest.raises(ConfigError, match="LOG_LEVEL='LOUD' is not one of"):
+        Settings.from_env({**env, "LOG_LEVEL": "loud"})
+
+
+def test_the_readme_lists_exactly_the_variables_the_service_reads():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    documented = {
+        name
+        for line in section.splitlines()
+        if line.startswith("| `")
+        for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1])
+    }
+    assert documented == variable_names()
