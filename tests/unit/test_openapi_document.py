@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+import requests
 import yaml
 from flask import Flask
 from marshmallow import ValidationError
@@ -22,6 +23,7 @@ from service.schemas import (
     BookingSchema,
     MeetingChangeSchema,
 )
+from tests.support import openapi_check
 from tests.support.openapi_check import EcmaValidator
 
 DOCUMENT: dict[str, Any] = yaml.safe_load(generate())
@@ -262,3 +264,75 @@ def test_every_problem_the_service_sends_is_a_documented_problem(
     assert not found, [e.message for e in found]
     if answer.status_code in (429, 503):
         assert answer.headers["Retry-After"] == str(body["retryAfterSeconds"])
+
+
+# --- the e2e suite's answer check (tests/support/openapi_check.py) is not vacuous ----------
+
+
+def answer(
+    method: str, path: str, status: int, body: Any, headers: dict[str, str] | None = None
+) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response._content = json.dumps(body).encode()
+    response.headers.update({"X-Request-ID": "r-1", **(headers or {})})
+    response.request = requests.Request(method, "http://127.0.0.1" + path).prepare()
+    return response
+
+
+PROBLEM_BODY = {
+    "type": "urn:meeting-provisioning:problem:booking-not-found",
+    "title": "No meeting for this booking",
+    "status": 404,
+    "detail": "d",
+    "instance": "/v1/meetings/b",
+    "requestId": "r-1",
+}
+PROBLEM_HEADERS = {"Content-Type": "application/problem+json"}
+MEETING_BODY = {
+    "bookingId": "b",
+    "externalId": "0b5c6e0e-5c8a-5e0e-9c1a-1b2c3d4e5f60",
+    "organizerId": ORGANIZER,
+    "meetingId": "m",
+    "joinWebUrl": "https://teams.microsoft.com/l/meetup-join/x",
+    "subject": None,
+    "startDateTime": "2026-11-23T08:00:00.0000000Z",
+    "endDateTime": "2026-11-23T09:00:00.0000000Z",
+    "onlineMeeting": {"id": "m"},
+}
+
+
+def test_the_answer_check_passes_what_the_document_declares() -> None:
+    openapi_check.check(answer("GET", "/v1/meetings/b", 404, PROBLEM_BODY, PROBLEM_HEADERS))
+    created = {"Content-Type": "application/json", "Location": "/v1/meetings/b"}
+    openapi_check.check(answer("POST", "/v1/meetings", 201, MEETING_BODY, created))
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "body", "headers", "complaint"),
+    [
+        ("GET", "/v1/meetings/b", 500, PROBLEM_BODY, PROBLEM_HEADERS, "status not declared"),
+        ("GET", "/v1/meetings/b", 404, {**PROBLEM_BODY, "x": 1}, PROBLEM_HEADERS, "x"),
+        ("GET", "/v1/meetings/b", 404, PROBLEM_BODY, {}, "Content-Type"),
+        ("POST", "/v1/meetings", 201, MEETING_BODY, {"Content-Type": "application/json"},
+         "Location"),
+        ("GET", "/v1/meetings/b", 200, {**MEETING_BODY, "startDateTime": "2026-11-23T09:00:00"},
+         {"Content-Type": "application/json"}, "startDateTime"),
+        ("DELETE", "/v1/meetings/b", 204, "x", {}, "no body declared"),
+        ("GET", "/v2/nothing", 200, {}, {"Content-Type": "application/json"}, "expected 404"),
+    ],
+)  # fmt: skip
+def test_the_answer_check_fails_what_the_document_does_not_declare(
+    method: str, path: str, status: int, body: Any, headers: dict[str, str], complaint: str
+) -> None:
+    with pytest.raises(AssertionError, match=complaint):
+        openapi_check.check(answer(method, path, status, body, headers))
+
+
+def test_the_answer_check_requires_x_request_id() -> None:
+    response = answer(
+        "GET", "/healthz", 200, {"status": "ok"}, {"Content-Type": "application/json"}
+    )
+    del response.headers["X-Request-ID"]
+    with pytest.raises(AssertionError, match="X-Request-ID"):
+        openapi_check.check(response)
