@@ -10,8 +10,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+# The service and, as its own distribution, the Graph emulator that `make run` and the
+# tests start (the image installs only the service: see the Dockerfile).
+$(VENV)/.installed: pyproject.toml emulator/pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]' -e ./emulator
 	touch $@
 
 install: $(VENV)/.installed
@@ -47,8 +49,8 @@ run: install redis nginx
 	$(BIN)/python -m service.devrun
 
 lint: install
-	$(BIN)/ruff check service tests
-	$(BIN)/ruff format --check service tests
+	$(BIN)/ruff check service emulator tests
+	$(BIN)/ruff format --check service emulator tests
 	$(BIN)/mypy
 
 test: install redis nginx lint check-deploy

@@ -200,7 +200,7 @@ def demo_environment(processes: list[subprocess.Popen[bytes]]) -> dict[str, str]
         [
             sys.executable,
             "-m",
-            "service.emulator",
+            "graph_emulator",
             "--config",
             str(config_path),
             "--port",

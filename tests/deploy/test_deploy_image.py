@@ -241,9 +241,14 @@ def test_dockerfile_shape():
 
 def test_dockerignore_keeps_only_what_the_build_copies():
     patterns = dockerignore()
-    for kept in ("pyproject.toml", "README.md", "service/app.py", "service/emulator/app.py"):
+    for kept in ("pyproject.toml", "README.md", "service/app.py", "service/record.py"):
         assert not ignored(kept, patterns), kept
-    for dropped in (".venv/bin/python", ".git/HEAD", "tests/unit/test_config.py"):
+    for dropped in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        "tests/unit/test_config.py",
+        "emulator/graph_emulator/app.py",
+    ):
         assert ignored(dropped, patterns), dropped
     assert ignored("service/__pycache__/app.cpython-311.pyc", patterns)
 
@@ -298,6 +303,15 @@ def test_the_image_recipe_installs_and_serves(fake_roots, tmp_path):
     fake = fake_roots["final"]
     venv = fake.path("/opt/venv")
     assert not fake.path("/wheels").exists(), "the wheels must not stay in the image"
+    # The product ships without its test double: no emulator module, and none of the
+    # packages only the emulator needs.
+    [site] = venv.glob("lib/python3.*/site-packages")
+    assert (site / "service" / "app.py").is_file()
+    assert not (site / "service" / "emulator").exists()
+    assert not list(site.glob("graph_emulator*"))
+    installed = {d.name.split("-")[0].lower() for d in site.glob("*.dist-info")}
+    assert "meeting_provisioning" in installed
+    assert not installed & {"graph_emulator", "trustme", "jsonschema"}, sorted(installed)
 
     # The pod: the dev overlay's environment, what workload identity injects, the Secret.
     redis = RedisServer(tmp_path / "redis").start()

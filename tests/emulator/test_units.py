@@ -7,16 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from graph_emulator import times
+from graph_emulator.config import ConfigError, parse_config
+from graph_emulator.faults import FaultPlan, FaultSpecError
+from graph_emulator.meeting_update import UpdateRejected, apply_update
+from graph_emulator.meetings import MeetingKey, MeetingStore
+from graph_emulator.tokens import TokenIssuer, TokenRejected
 
-from service.emulator import times
-from service.emulator.config import ConfigError, parse_config
-from service.emulator.faults import FaultPlan, FaultSpecError
-from service.emulator.meeting_update import UpdateRejected, apply_update
-from service.emulator.meetings import MeetingKey, MeetingStore
-from service.emulator.tokens import TokenIssuer, TokenRejected
 from tests.support.contract import CONTRACT_DIR
 
-EMULATOR_DIR = Path(__file__).resolve().parents[2] / "service" / "emulator"
+EMULATOR_DIR = Path(__file__).resolve().parents[2] / "emulator" / "graph_emulator"
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from service.emulator import schema
+from graph_emulator import schema
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_DIR = Path(

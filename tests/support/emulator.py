@@ -302,7 +302,7 @@ def start_emulator(
     *,
     timeout: float = 15.0,
 ) -> EmulatorHandle:
-    """Start ``python -m service.emulator`` with ``config``; return once it listens.
+    """Start ``python -m graph_emulator`` with ``config``; return once it listens.
 
     Files go to a new directory under ``tmp_path`` (config, state dir with ca.pem and
     emulator.json, emulator.log). Raises RuntimeError with the emulator's output if it
@@ -318,7 +318,7 @@ def start_emulator(
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "service.emulator",
+                sys.executable, "-m", "graph_emulator",
                 "--config", str(config_path),
                 "--host", "127.0.0.1",
                 "--port", "0",

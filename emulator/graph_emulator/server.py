@@ -24,7 +24,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .app import RESET_KEY
 
-logger = logging.getLogger("service.emulator")
+logger = logging.getLogger("graph_emulator")
 
 READY_FILE = "emulator.json"
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m service.emulator --config FILE --state-dir DIR [...]``."""
+"""Command line: ``python -m graph_emulator --config FILE --state-dir DIR [...]``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .tls import make_server_context
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m service.emulator",
+        prog="python -m graph_emulator",
         description="Local emulator of Entra ID (client credentials) and Microsoft Graph "
         "onlineMeetings (createOrGet, GET, PATCH, DELETE), over HTTPS with a throw-away CA.",
     )

@@ -1,7 +1,7 @@
 """A local emulator of Entra ID and Microsoft Graph onlineMeetings (createOrGet, and GET,
 PATCH and DELETE of one meeting).
 
-Run it with ``python -m service.emulator --config FILE --state-dir DIR``; build it in
+Run it with ``python -m graph_emulator --config FILE --state-dir DIR``; build it in
 process with ``create_app``. See ``__main__`` for the command line, ``admin`` for the
 fault-injection API, and ``config`` for the configuration file.
 """

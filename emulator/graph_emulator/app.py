@@ -26,7 +26,7 @@ from .faults import FaultAction
 from .operations import ENDPOINTS, ENTRA_OPERATIONS, GRAPH_OPERATIONS
 from .state import EXTENSION_KEY, EmulatorState, current_state
 
-logger = logging.getLogger("service.emulator")
+logger = logging.getLogger("graph_emulator")
 
 # The environ key that tells ResetMiddleware to drop the connection.
 RESET_KEY = "emulator.reset"
