@@ -10,12 +10,31 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import missing
 from webargs.flaskparser import FlaskParser
-from werkzeug.exceptions import UnsupportedMediaType
 
 from service import json_body
 from service.booking import BookingRequest, MeetingChange
 from service.callers import Caller, authenticate
-from service.errors import InvalidRequest, OrganizerNotAllowed, Unauthenticated
+from service.errors import (
+    BodyTooLarge,
+    BookingBusy,
+    BookingCancelled,
+    BookingConflict,
+    BookingNotFound,
+    GraphAccessDenied,
+    GraphRejected,
+    GraphTimeout,
+    GraphUnavailable,
+    GraphUnexpected,
+    InvalidRequest,
+    OrganizerNotAllowed,
+    QuotaExhausted,
+    ServiceError,
+    StoreUnavailable,
+    TokenRejected,
+    TokenUnavailable,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
 from service.schemas import (
     BOOKING_ID,
     BOOKING_ID_PATTERN,
@@ -51,36 +70,49 @@ blp = ApiBlueprint(
 )
 
 PROBLEM = "application/problem+json"
-COMMON_ERRORS = {
-    401: "No valid API key (`Authorization: Bearer <key>`)",
-    503: "A dependency is unavailable; see Retry-After",
-}
-GRAPH_ERRORS = {
-    422: "Graph rejected the request (bad details, unknown organizer or meeting)",
-    502: "Graph refused the app (application access policy) or Entra rejected credentials",
-    504: "Graph did not answer in time; retrying is safe",
-}
-POST_ERRORS = {
-    400: "Malformed JSON or invalid fields; `errors` names each",
-    403: "This caller may not book for this organizer (or any member of the pool)",
-    409: "The booking exists with other details; `differingFields` names them",
-    413: "The body exceeds the configured limit",
-    415: "The body is not application/json",
-    429: "The organizer reached its monthly meeting limit (ORGANIZER_MONTHLY_LIMIT)",
-    **GRAPH_ERRORS,
-}
-PATCH_ERRORS = {
-    400: "Malformed JSON, invalid fields, or nothing to change; `errors` names each",
-    404: "No such booking, or it was cancelled",
-    413: "The body exceeds the configured limit",
-    415: "The body is not application/json",
-    **GRAPH_ERRORS,
-}
-DELETE_ERRORS = {
-    400: "Malformed bookingId",
-    404: "No such booking, or it was already cancelled (Graph is not called again)",
-    **GRAPH_ERRORS,
-}
+
+# What each operation may answer instead of its success, as error classes: the documented
+# statuses, descriptions and headers all come from the classes (service.errors).
+BODY_ERRORS = (InvalidRequest, BodyTooLarge, UnsupportedMediaType)
+GRAPH_ERRORS = (
+    GraphRejected,
+    GraphAccessDenied,
+    GraphUnexpected,
+    TokenRejected,
+    GraphUnavailable,
+    TokenUnavailable,
+    GraphTimeout,
+)
+POST_ERRORS = (
+    Unauthenticated,
+    *BODY_ERRORS,
+    OrganizerNotAllowed,
+    BookingConflict,
+    QuotaExhausted,
+    BookingBusy,
+    StoreUnavailable,
+    *GRAPH_ERRORS,
+)
+GET_ERRORS = (Unauthenticated, InvalidRequest, BookingNotFound, BookingCancelled, StoreUnavailable)
+PATCH_ERRORS = (
+    Unauthenticated,
+    *BODY_ERRORS,
+    BookingNotFound,
+    BookingCancelled,
+    BookingBusy,
+    StoreUnavailable,
+    *GRAPH_ERRORS,
+)
+DELETE_ERRORS = (
+    Unauthenticated,
+    InvalidRequest,
+    BookingNotFound,
+    BookingCancelled,
+    BookingBusy,
+    StoreUnavailable,
+    *GRAPH_ERRORS,
+)
+USAGE_ERRORS = (Unauthenticated, InvalidRequest, OrganizerNotAllowed, StoreUnavailable)
 
 
 LOCATION = {
@@ -105,12 +137,11 @@ WWW_AUTHENTICATE = {
     "required": True,
     "schema": {"type": "string"},
 }
-# Headers a problem answer of a status carries (X-Request-ID is added to every answer in
-# service.openapi).
-PROBLEM_HEADERS: dict[int, dict[str, Any]] = {
-    401: {"WWW-Authenticate": WWW_AUTHENTICATE},
-    429: {"Retry-After": RETRY_AFTER},
-    503: {"Retry-After": RETRY_AFTER},
+# The headers error classes name in `answer_headers` (X-Request-ID is added to every
+# answer in service.openapi).
+HEADERS: dict[str, dict[str, Any]] = {
+    "WWW-Authenticate": WWW_AUTHENTICATE,
+    "Retry-After": RETRY_AFTER,
 }
 
 BOOKING_ID_PARAMETER = {
@@ -143,22 +174,33 @@ MEETING_LINKS = {
 }
 
 
-def document_errors(errors: dict[int, str]) -> Any:
-    """Document the problem responses of a view (the API key is required by the document's
-    root `security`; see service.app)."""
+def document_errors(*kinds: type[ServiceError]) -> Any:
+    """Document the problem answers of a view, one response per status, from the error
+    classes it may raise (the API key is required by the document's root `security`; see
+    service.app)."""
+    by_status: dict[int, list[type[ServiceError]]] = {}
+    for kind in kinds:
+        by_status.setdefault(kind.status, []).append(kind)
 
     def decorate(view: Any) -> Any:
-        for status, description in errors.items():
+        for status, found in sorted(by_status.items()):
+            headers = {name: HEADERS[name] for kind in found for name in kind.answer_headers}
             view = blp.alt_response(
                 status,
                 schema=ProblemSchema,
                 content_type=PROBLEM,
-                description=description,
-                headers=PROBLEM_HEADERS.get(status),
+                description=" ".join(f"`{kind.slug}`: {meaning(kind)}" for kind in found),
+                headers=headers or None,
             )(view)
         return view
 
     return decorate
+
+
+def meaning(kind: type[ServiceError]) -> str:
+    """What a problem class means for a caller: its own docstring, else its title."""
+    own = kind.__dict__.get("__doc__")
+    return " ".join(own.split()) if own else kind.title + "."
 
 
 @blp.before_request
@@ -198,7 +240,7 @@ class Meetings(MethodView):
         headers={"Location": LOCATION, "Idempotent-Replayed": REPLAYED},
         success=True,
     )
-    @document_errors({**COMMON_ERRORS, **POST_ERRORS})
+    @document_errors(*POST_ERRORS)
     @blp.doc(
         operationId="provisionMeeting",
         responses={201: {"links": MEETING_LINKS}, 200: {"links": MEETING_LINKS}},
@@ -221,9 +263,7 @@ class Meetings(MethodView):
 @blp.route("/meetings/<bookingId>", parameters=[BOOKING_ID_PARAMETER])
 class Meeting(MethodView):
     @blp.response(200, MeetingSchema, description="The booking's meeting")
-    @document_errors(
-        {**COMMON_ERRORS, 400: "Malformed bookingId", 404: "No such booking, or cancelled"}
-    )
+    @document_errors(*GET_ERRORS)
     @blp.doc(operationId="getMeeting")
     def get(self, bookingId: str) -> Any:  # noqa: N803 - the path parameter's public name
         """The meeting provisioned for a booking by this caller"""
@@ -232,7 +272,7 @@ class Meeting(MethodView):
 
     @blp.arguments(MeetingChangeSchema, error_status_code=400)
     @blp.response(200, MeetingSchema, description="The meeting, as Graph has it after the change")
-    @document_errors({**COMMON_ERRORS, **PATCH_ERRORS})
+    @document_errors(*PATCH_ERRORS)
     @blp.doc(operationId="rescheduleMeeting")
     def patch(self, change: MeetingChange, bookingId: str) -> Any:  # noqa: N803
         """Reschedule: change the subject, both times, or the attendee list
@@ -245,7 +285,7 @@ class Meeting(MethodView):
         return services().lifecycle.reschedule(caller(), booking_id, change).view()
 
     @blp.response(204, description="The meeting is deleted at Graph (or was already gone)")
-    @document_errors({**COMMON_ERRORS, **DELETE_ERRORS})
+    @document_errors(*DELETE_ERRORS)
     @blp.doc(operationId="cancelMeeting")
     def delete(self, bookingId: str) -> Any:  # noqa: N803
         """Cancel: delete the booking's meeting
@@ -261,13 +301,7 @@ class Meeting(MethodView):
 @blp.route("/organizers/<organizerId>/usage", parameters=[ORGANIZER_ID_PARAMETER])
 class OrganizerUsage(MethodView):
     @blp.response(200, UsageSchema, description="The organizer's usage this month")
-    @document_errors(
-        {
-            **COMMON_ERRORS,
-            400: "organizerId is not a GUID",
-            403: "This caller may not book for this organizer",
-        }
-    )
+    @document_errors(*USAGE_ERRORS)
     @blp.doc(operationId="getOrganizerUsage")
     def get(self, organizerId: str) -> Any:  # noqa: N803 - the path parameter's public name
         """Meetings created for an organizer this month (UTC), and the limit"""

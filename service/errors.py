@@ -18,10 +18,20 @@ ACCESS_POLICY_HELP = (
 )
 
 
+# Every problem type is this prefix and a class's slug, wherever the answer is made: in
+# the app (service.problems), in gunicorn (service.gunicorn_errors) and in the proxy
+# (deploy/base/proxy/nginx.conf.template; tests/unit/test_errors.py compares them).
+TYPE_PREFIX = "urn:meeting-provisioning:problem:"
+
+
 class ServiceError(Exception):
+    """The service failed unexpectedly; the error is logged under the answer's requestId."""
+
     status = 500
     slug = "internal-error"
     title = "Internal error"
+    # Headers every answer of this class carries, beyond X-Request-ID (for the document).
+    answer_headers: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -37,6 +47,8 @@ class ServiceError(Exception):
 
 
 class InvalidRequest(ServiceError):
+    """Malformed JSON or invalid fields; `errors` names each field and what is wrong."""
+
     status = 400
     slug = "invalid-request"
     title = "The request is invalid"
@@ -58,47 +70,117 @@ class MethodNotAllowed(ServiceError):
 
 
 class BodyTooLarge(ServiceError):
+    """The body is larger than MAX_BODY_BYTES; nothing was stored."""
+
     status = 413
     slug = "body-too-large"
     title = "The request body is too large"
 
 
 class UnsupportedMediaType(ServiceError):
+    """The body is not sent as application/json."""
+
     status = 415
     slug = "unsupported-media-type"
     title = "The body must be application/json"
 
 
+class RequestTimeout(ServiceError):
+    status = 408
+    slug = "request-timeout"
+    title = "The request was not received in time"
+
+
+class RequestLineTooLong(ServiceError):
+    status = 414
+    slug = "request-line-too-long"
+    title = "The request line is too long"
+
+
+class Forbidden(ServiceError):
+    """Answered by gunicorn to a request it does not accept from the sender's address."""
+
+    status = 403
+    slug = "forbidden"
+    title = "Forbidden"
+
+
+class ExpectationFailed(ServiceError):
+    status = 417
+    slug = "expectation-failed"
+    title = "Expectation failed"
+
+
+class RequestHeaderTooLarge(ServiceError):
+    status = 431
+    slug = "request-header-too-large"
+    title = "The request header is too large"
+
+
+class NotImplementedByServer(ServiceError):
+    status = 501
+    slug = "not-implemented"
+    title = "Not implemented"
+
+
+class UpstreamUnavailable(ServiceError):
+    """Answered by the proxy: gunicorn behind it could not be reached."""
+
+    status = 502
+    slug = "upstream-unavailable"
+    title = "The service is not reachable"
+
+
+class UpstreamTimeout(ServiceError):
+    """Answered by the proxy: gunicorn did not answer within its worker timeout."""
+
+    status = 504
+    slug = "upstream-timeout"
+    title = "The service did not answer in time"
+
+
 class Unauthenticated(ServiceError):
+    """No valid API key (`Authorization: Bearer <key>`)."""
+
     status = 401
     slug = "unauthenticated"
     title = "A valid API key is required"
+    answer_headers = ("WWW-Authenticate",)
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="meetings"'})
 
 
 class OrganizerNotAllowed(ServiceError):
+    """This caller may not book for this organizer (or any member of the pool)."""
+
     status = 403
     slug = "organizer-not-allowed"
     title = "This caller may not book for this organizer"
 
 
 class BookingNotFound(ServiceError):
+    """This caller provisioned no meeting for this booking."""
+
     status = 404
     slug = "booking-not-found"
     title = "No meeting for this booking"
 
 
 class BookingCancelled(BookingNotFound):
+    """The booking's meeting was cancelled; POST it again for a new one."""
+
     slug = "booking-cancelled"
     title = "This booking's meeting was cancelled"
 
 
 class QuotaExhausted(ServiceError):
+    """The organizer reached ORGANIZER_MONTHLY_LIMIT meetings this month (UTC)."""
+
     status = 429
     slug = "organizer-quota-exhausted"
     title = "The organizer reached this month's meeting limit"
+    answer_headers = ("Retry-After",)
 
     def __init__(
         self,
@@ -124,6 +206,8 @@ class QuotaExhausted(ServiceError):
 
 
 class BookingConflict(ServiceError):
+    """The booking has a meeting provisioned with other details; `differingFields` names them."""
+
     status = 409
     slug = "booking-conflict"
     title = "This booking was provisioned with different details"
@@ -169,18 +253,25 @@ class GraphError(ServiceError):
 
 
 class GraphRejected(GraphError):
+    """Graph rejected the request (its 400, or 404: unknown organizer or meeting); `graphError` has
+    Graph's answer."""
+
     status = 422
     slug = "graph-rejected"
     title = "Microsoft Graph rejected the meeting request"
 
 
 class GraphAccessDenied(GraphError):
+    """Graph refused this app for this organizer: no Teams application access policy."""
+
     status = 502
     slug = "graph-access-denied"
     title = "Microsoft Graph refused this app for this organizer"
 
 
 class GraphUnexpected(GraphError):
+    """Graph answered in a way the service does not expect (e.g. it refused a fresh token)."""
+
     status = 502
     slug = "graph-unexpected-response"
     title = "Microsoft Graph answered in an unexpected way"
@@ -192,6 +283,7 @@ class Unavailable(ServiceError):
     status = 503
     slug = "unavailable"
     title = "A dependency is unavailable, retry later"
+    answer_headers = ("Retry-After",)
 
     def __init__(
         self,
@@ -210,26 +302,38 @@ class Unavailable(ServiceError):
 
 
 class GraphUnavailable(Unavailable):
+    """Graph is unavailable or throttling beyond the retry budget, or this instance's Graph circuit
+    is open (`reason`)."""
+
     slug = "graph-unavailable"
     title = "Microsoft Graph is unavailable or throttling, retry later"
 
 
 class TokenUnavailable(Unavailable):
+    """Entra ID is unavailable and no valid token is held."""
+
     slug = "token-unavailable"
     title = "The identity provider is unavailable, retry later"
 
 
 class BookingBusy(Unavailable):
+    """Another request for this booking is still in progress."""
+
     slug = "booking-in-progress"
     title = "Another request for this booking is still in progress, retry later"
 
 
 class StoreUnavailable(Unavailable):
+    """The booking store (Redis) is unavailable."""
+
     slug = "store-unavailable"
     title = "The booking store is unavailable, retry later"
 
 
 class TokenRejected(ServiceError):
+    """Entra ID rejected this app's credentials (or the scope: check GRAPH_CLOUD); `tokenError` has
+    its answer."""
+
     status = 502
     slug = "token-rejected"
     title = "The identity provider rejected this app's credentials"
@@ -239,6 +343,9 @@ class TokenRejected(ServiceError):
 
 
 class GraphTimeout(ServiceError):
+    """Graph did not answer within the budget; retrying with the same bookingId returns the same
+    meeting."""
+
     status = 504
     slug = "graph-timeout"
     title = "Microsoft Graph did not answer in time"

@@ -22,55 +22,58 @@ import socket
 import uuid
 from typing import Any
 
-TYPE_PREFIX = "urn:meeting-provisioning:problem:"
+from service.errors import (
+    TYPE_PREFIX,
+    ExpectationFailed,
+    Forbidden,
+    InvalidRequest,
+    NotImplementedByServer,
+    RequestHeaderTooLarge,
+    RequestLineTooLong,
+    ServiceError,
+)
+
 # Longest part of gunicorn's own message kept in `detail` (it may quote the request).
 MESSAGE_LIMIT = 200
 
-# status -> (slug, title, what to fix); slugs as in service/problems.py and the proxy's
-# deploy/base/proxy/nginx.conf.template.
-PROBLEMS: dict[int, tuple[str, str, str]] = {
+# status -> (the problem's class, what to fix). Slugs and titles come from the classes,
+# as for every other answer (service.errors).
+PROBLEMS: dict[int, tuple[type[ServiceError], str]] = {
     400: (
-        "invalid-request",
-        "The request is invalid",
+        InvalidRequest,
         "The request is not valid HTTP/1.1 (request line or header malformed); fix the client.",
     ),
-    403: ("forbidden", "Forbidden", "This request is not accepted from this address."),
+    403: (Forbidden, "This request is not accepted from this address."),
     414: (
-        "request-line-too-long",
-        "The request line is too long",
+        RequestLineTooLong,
         "The request line (method, path and query) is longer than {line} bytes;"
         " use a shorter path.",
     ),
-    417: ("expectation-failed", "Expectation failed", "Send no Expect header but 100-continue."),
+    417: (ExpectationFailed, "Send no Expect header but 100-continue."),
     431: (
-        "request-header-too-large",
-        "The request header is too large",
+        RequestHeaderTooLarge,
         "A header line is longer than {field} bytes, or there are more than {fields} header"
         " fields; send fewer or shorter headers.",
     ),
     500: (
-        "internal-error",
-        "Internal error",
+        ServiceError,
         "The service failed unexpectedly; the error is logged under this requestId.",
     ),
     501: (
-        "not-implemented",
-        "Not implemented",
+        NotImplementedByServer,
         "The request uses a transfer coding the service does not support; send a"
         " Content-Length or chunked body.",
     ),
 }
 
-# gunicorn's defaults, replaced by the configured values in install().
 _limits: dict[str, int] = {"line": 4094, "field": 8188, "fields": 100}
 
 
 def problem_answer(status: int, reason: str, message: str) -> bytes:
     """The whole HTTP/1.1 answer: status line, headers and problem+json body."""
     request_id = str(uuid.uuid4())  # the request's own header was not (fully) read
-    slug, title, detail = PROBLEMS.get(
-        status, ("http-error", reason, "The request could not be handled.")
-    )
+    kind, detail = PROBLEMS.get(status, (None, "The request could not be handled."))
+    slug, title = (kind.slug, kind.title) if kind else ("http-error", reason)
     detail = detail.format(**_limits)
     if message and status != 500:
         detail = f"{detail} ({message[:MESSAGE_LIMIT]})"

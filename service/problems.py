@@ -11,6 +11,7 @@ from flask import Flask, Response, current_app, g, has_request_context, json, re
 from werkzeug.exceptions import HTTPException
 
 from service.errors import (
+    TYPE_PREFIX,
     BodyTooLarge,
     InvalidRequest,
     MethodNotAllowed,
@@ -22,7 +23,6 @@ from service.errors import (
 
 logger = logging.getLogger(__name__)
 
-TYPE_PREFIX = "urn:meeting-provisioning:problem:"
 # RFC 3986 pchar and "/" beyond what quote() always keeps (letters, digits, "_.-~").
 PATH_CHARACTERS = "/!$&'()*+,;=:@"
 

@@ -127,6 +127,13 @@ def test_a_header_line_longer_than_the_limit_gets_431_from_the_proxy(proxy):
     raw(proxy.port, head + many + b"\r\n").problem(431, "request-header-too-large")
 
 
+def test_trace_gets_405_problem_json_with_allow_from_the_proxy(proxy):
+    answer = raw(proxy.port, b"TRACE /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    answer.problem(405, "method-not-allowed")
+    assert "PATCH" in answer.headers["allow"]
+    assert NGINX_ID.match(answer.headers["x-request-id"])
+
+
 def test_a_body_over_max_body_bytes_gets_413_before_reaching_gunicorn(proxy, client):
     limit = int(proxy.values["MAX_BODY_BYTES"])
     response = requests.post(
