@@ -45,12 +45,13 @@ RFC3339_RANGE_RULE = "is out of range: in UTC it must fall within the years 0001
 ROLES = ("attendee", "presenter", "producer", "coorganizer")
 
 
+# A GUID in its one documented form (format: uuid): 8-4-4-4-12 hex digits, either case.
+# uuid.UUID alone also takes braces, "urn:uuid:" and hyphens anywhere ("----8b08...").
+GUID = re.compile(r"\A[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\Z")
+
+
 def is_guid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return len(value) in (32, 36, 38)
+    return GUID.match(value) is not None
 
 
 class Guid(fields.String):

@@ -68,3 +68,22 @@ def test_missing_required_fields_are_named():
 def test_end_equal_to_start_is_allowed():
     booking = load(startDateTime="2026-11-23T10:00:00Z", endDateTime="2026-11-23T10:00:00Z")
     assert booking.start == booking.end
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "----8b081ef647924defb2c9c363a1bf41d5",  # uuid.UUID drops hyphens anywhere
+        "{8b081ef6-4792-4def-b2c9-c363a1bf41d5}",
+        "8b081ef647924defb2c9c363a1bf41d5",
+        "urn:uuid:8b081ef6-4792-4def-b2c9-c363a1bf41d5",
+        ORGANIZER + "\n",
+    ],
+)
+def test_guids_are_taken_only_in_their_documented_form(spelling):
+    assert set(errors_of(organizerId=spelling)) == {"organizerId"}
+    assert set(errors_of(attendees=[{"userId": spelling}])) == {"attendees.0.userId"}
+
+
+def test_upper_case_guids_are_taken_and_lowered():
+    assert load(organizerId=ORGANIZER.upper()).organizer_id == ORGANIZER
