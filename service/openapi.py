@@ -15,6 +15,8 @@ from typing import Any
 from apispec.yaml_utils import dict_to_yaml
 from flask import Flask
 
+from service.routes import register_api
+
 Document = dict[str, Any]
 
 PROBLEM = "application/problem+json"
@@ -130,8 +132,6 @@ def render(smorest: Any) -> str:
 
 def generate() -> str:
     """The document, built without settings or services (no environment needed)."""
-    from service.app import register_api  # service.app uses this module
-
     return render(register_api(Flask("service")))
 
 

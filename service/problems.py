@@ -170,7 +170,7 @@ def drain_body() -> None:
 
 
 def register(app: Flask) -> None:
-    # HTTPException is handled by the flask-smorest Api (service.app.ProblemApi), which
+    # HTTPException is handled by the flask-smorest Api (service.routes.ProblemApi), which
     # calls from_http_exception; registering it here too would only shadow that.
     app.register_error_handler(ServiceError, from_service_error)
 
