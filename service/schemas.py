@@ -316,6 +316,12 @@ class UsageSchema(Schema):
     )
 
 
+GRAPH_TIME_AS_RETURNED = {
+    **GRAPH_DATE_TIME,
+    "description": "As Graph returns it: UTC with `Z` and up to 7 fractional digits",
+}
+
+
 class MeetingSchema(Schema):
     """The Teams meeting provisioned for a booking."""
 
@@ -347,20 +353,8 @@ class MeetingSchema(Schema):
         required=True, allow_none=True, metadata={"description": "The Teams join link"}
     )
     subject = fields.String(allow_none=True)
-    startDateTime = fields.String(
-        allow_none=True,
-        metadata={
-            **GRAPH_DATE_TIME,
-            "description": "As Graph returns it: UTC with `Z` and up to 7 fractional digits",
-        },
-    )
-    endDateTime = fields.String(
-        allow_none=True,
-        metadata={
-            **GRAPH_DATE_TIME,
-            "description": "As Graph returns it: UTC with `Z` and up to 7 fractional digits",
-        },
-    )
+    startDateTime = fields.String(allow_none=True, metadata=GRAPH_TIME_AS_RETURNED)
+    endDateTime = fields.String(allow_none=True, metadata=GRAPH_TIME_AS_RETURNED)
     onlineMeeting = fields.Dict(
         required=True, metadata={"description": "The onlineMeeting object as Graph returned it"}
     )
