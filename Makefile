@@ -46,7 +46,7 @@ nginx:
 	fi
 
 run: install redis nginx
-	$(BIN)/python -m service.devrun
+	$(BIN)/python -m local_stack
 
 lint: install
 	$(BIN)/ruff check service emulator tests

@@ -28,9 +28,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from local_stack.clients import Caller, write_clients_file
+from local_stack.redis_server import RedisServer
+
 from tests.support.emulator import default_config, start_emulator
 from tests.support.proxy import KINDS, ProxyProcess, SlowClients, Traffic, percentile
-from tests.support.stack import Caller, RedisServer, ServiceProcess, write_clients_file
+from tests.support.stack import ServiceProcess
 
 
 @contextmanager

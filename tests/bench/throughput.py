@@ -17,9 +17,12 @@ import time
 import uuid
 from pathlib import Path
 
+from local_stack.clients import Caller, write_clients_file
+from local_stack.redis_server import RedisServer
+
 from tests.support.emulator import default_config, start_emulator
 from tests.support.factories import booking
-from tests.support.stack import Caller, Client, RedisServer, ServiceProcess, write_clients_file
+from tests.support.stack import Client, ServiceProcess
 
 
 def measure(name: str, client: Client, bodies: list[dict], threads: int) -> None:

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from local_stack.processes import free_port, wait_until
+from local_stack.redis_server import RedisServer
 
 from tests.deploy.tooling import DEPLOY, REPO, container_env, find, render
-from tests.support.emulator import free_port
-from tests.support.stack import RedisServer, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -309,6 +309,7 @@ def test_the_image_recipe_installs_and_serves(fake_roots, tmp_path):
     assert (site / "service" / "app.py").is_file()
     assert not (site / "service" / "emulator").exists()
     assert not list(site.glob("graph_emulator*"))
+    assert not list(site.glob("local_stack*")), "make run's stack is not part of the product"
     installed = {d.name.split("-")[0].lower() for d in site.glob("*.dist-info")}
     assert "meeting_provisioning" in installed
     assert not installed & {"graph_emulator", "trustme", "jsonschema"}, sorted(installed)

@@ -15,9 +15,14 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from local_stack.proxy import (
+    PROXY_TEMPLATE,
+    nginx_executable,
+    proxy_placeholders,
+    render_proxy_config,
+)
 
 from service.config import Settings
-from service.devrun import PROXY_TEMPLATE, nginx_executable, proxy_placeholders, render_proxy_config
 from tests.deploy.tooling import (
     DEPLOY,
     OVERLAYS,

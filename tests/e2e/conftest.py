@@ -9,10 +9,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from local_stack.clients import Caller, write_clients_file
+from local_stack.redis_server import RedisServer
 
 from tests.support import openapi_check, stack
 from tests.support.emulator import EmulatorHandle, EmulatorSetup, default_config, start_emulator
-from tests.support.stack import Caller, Client, RedisServer, ServiceProcess, write_clients_file
+from tests.support.stack import Client, ServiceProcess
 
 
 @pytest.fixture(autouse=True)

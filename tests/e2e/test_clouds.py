@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from local_stack.processes import free_port
+from local_stack.redis_server import RedisServer
 
-from tests.support.emulator import EmulatorHandle, EmulatorSetup, free_port, start_emulator
+from tests.support.emulator import EmulatorHandle, EmulatorSetup, start_emulator
 from tests.support.factories import booking
 from tests.support.problems import assert_problem
-from tests.support.stack import Client, RedisServer, ServiceProcess, run_bounded
+from tests.support.stack import Client, ServiceProcess, run_bounded
 
 pytestmark = pytest.mark.e2e
 

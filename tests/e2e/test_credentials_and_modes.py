@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from local_stack.redis_server import RedisServer
 
 from tests.support.contract import validator
 from tests.support.factories import booking
-from tests.support.stack import Client, RedisServer
+from tests.support.stack import Client
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""`make run` for real: python -m service.devrun starts Redis, the Graph emulator and the
+"""`make run` for real: python -m local_stack starts Redis, the Graph emulator and the
 API, prints a demo key and a curl line that works, and takes everything down on SIGTERM."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,9 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
-
-from tests.support.emulator import free_port
-from tests.support.stack import wait_until
+from local_stack.processes import accepts, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -67,14 +64,6 @@ def devrun_environment(port: int, redis_port: int) -> dict[str, str]:
     return env
 
 
-def accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def session_members(session_id: int) -> list[int]:
     """Live (not zombie) processes of a session, from /proc."""
     members = []
@@ -95,7 +84,7 @@ def session_members(session_id: int) -> list[int]:
 def test_make_run_serves_the_demo_and_stops_everything_on_sigterm(tmp_path):
     port, redis_port = free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.devrun"],
+        [sys.executable, "-m", "local_stack"],
         cwd=tmp_path,  # not the repository: .run/ goes here
         env=devrun_environment(port, redis_port),
         stdout=subprocess.PIPE,

@@ -34,9 +34,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from local_stack.clients import Caller, write_clients_file
+from local_stack.redis_server import RedisServer
 
 from tests.support.emulator import EmulatorHandle, default_config, start_emulator
-from tests.support.stack import REPO, Caller, RedisServer, ServiceProcess, write_clients_file
+from tests.support.stack import REPO, ServiceProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -20,8 +20,9 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
+from local_stack.clients import Caller
 
-from tests.support.stack import REPO, Caller, ServiceProcess
+from tests.support.stack import REPO, ServiceProcess
 
 pytestmark = pytest.mark.e2e
 

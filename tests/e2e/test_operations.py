@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from local_stack.processes import free_port, wait_until
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from tests.support.emulator import free_port
 from tests.support.factories import booking
 from tests.support.metrics import scrape, value
-from tests.support.stack import REPO, Client, run_bounded, wait_until
+from tests.support.stack import REPO, Client, run_bounded
 
 pytestmark = pytest.mark.e2e
 

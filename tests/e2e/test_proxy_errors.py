@@ -23,11 +23,12 @@ from dataclasses import dataclass
 import pytest
 import requests
 import yaml
+from local_stack.processes import wait_until
 
 from tests.support.factories import booking
 from tests.support.problems import PROBLEM, assert_problem
 from tests.support.proxy import ProxyProcess
-from tests.support.stack import REPO, Client, ServiceProcess, wait_until
+from tests.support.stack import REPO, Client, ServiceProcess
 
 pytestmark = pytest.mark.e2e
 

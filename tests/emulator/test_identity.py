@@ -5,31 +5,33 @@ from __future__ import annotations
 import base64
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import jwt
 import msal
 import pytest
 
-from tests.emulator.conftest import msal_app
+from service.http import PinnedSession
 from tests.support.emulator import (
+    SESSION_TIMEOUT,
     EmulatorHandle,
     EmulatorSetup,
-    TrustingSession,
     default_config,
     make_certificate_credential,
     make_federated_issuer,
     start_emulator,
 )
+from tests.support.graph_client import msal_app
 
 GRAPH_SCOPE = ["https://graph.microsoft.com/.default"]
 
 
-class RecordingSession(TrustingSession):
+class RecordingSession(PinnedSession):
     """Remembers the form bodies MSAL posts, to see which assertion it built."""
 
     def __init__(self, ca_bundle: str) -> None:
-        super().__init__(ca_bundle)
+        super().__init__(Path(ca_bundle), SESSION_TIMEOUT)
         self.posted: list[dict[str, Any]] = []
 
     def post(self, url: Any, data: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
@@ -151,7 +153,7 @@ def test_unknown_tenant_fails_discovery_like_entra(
             authority=f"{emulator.authority_host}/{setup.unknown_user}",
             client_credential=setup.client_secret,
             instance_discovery=False,
-            http_client=TrustingSession(emulator.ca_bundle),
+            http_client=emulator.session(),
         )
     with emulator.session() as http:
         token = http.post(

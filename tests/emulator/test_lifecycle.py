@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.emulator.conftest import GraphClient
 from tests.support.contract import validator
 from tests.support.emulator import EmulatorHandle, EmulatorSetup, default_config
+from tests.support.graph_client import GraphClient
 
 VERSIONS = ["v1.0", "beta"]
 OPERATIONS = ["get", "patch", "delete"]

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from local_stack.redis_server import RedisServer
 
 from tests.e2e.conftest import (  # noqa: F401  (fixtures, used by name)
     callers,
@@ -28,7 +29,6 @@ from tests.e2e.conftest import (  # noqa: F401  (fixtures, used by name)
     start_service,
 )
 from tests.faults.support import TABLE, Tally, render_table
-from tests.support.stack import RedisServer
 
 HERE = Path(__file__).parent
 

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from local_stack.redis_server import RedisServer
 
 from service.booking import external_id
 from service.config import DEFAULT_EXTERNAL_ID_NAMESPACE
 from tests.support.emulator import EmulatorHandle
 from tests.support.metrics import scrape
-from tests.support.stack import Client, RedisServer, ServiceProcess
+from tests.support.stack import Client, ServiceProcess
 
 PROBLEM = "application/problem+json"
 

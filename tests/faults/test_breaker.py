@@ -8,10 +8,11 @@ import time
 
 import pytest
 import requests
+from local_stack.processes import wait_until
 
 from tests.support.factories import booking
 from tests.support.metrics import scrape, value
-from tests.support.stack import Client, wait_until
+from tests.support.stack import Client
 
 pytestmark = pytest.mark.e2e
 

@@ -8,11 +8,12 @@ import time
 from email.utils import formatdate
 
 import pytest
+from local_stack.processes import wait_until
 
 from tests.faults.support import assert_problem, graph_requests_of, meeting_counts, timed
 from tests.support.factories import booking
 from tests.support.metrics import scrape, value
-from tests.support.stack import ServiceProcess, wait_until
+from tests.support.stack import ServiceProcess
 
 GRAPH_BUDGET = 3.0
 GRAPH_READ_TIMEOUT = 1.0

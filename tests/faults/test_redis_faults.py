@@ -11,6 +11,7 @@ import time
 
 import pytest
 import requests
+from local_stack.processes import wait_until
 
 from tests.faults.support import (
     StallingRedisProxy,
@@ -22,7 +23,6 @@ from tests.faults.support import (
     timed,
 )
 from tests.support.factories import booking
-from tests.support.stack import wait_until
 
 GRAPH_BUDGET = 5.0
 FLAPPING_SECONDS = 3.0

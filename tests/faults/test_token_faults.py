@@ -10,9 +10,10 @@ import time
 import uuid
 
 import pytest
+from local_stack.processes import free_port
 
 from tests.faults.support import assert_problem, booking_external_id, meeting_counts, timed
-from tests.support.emulator import default_config, free_port, start_emulator
+from tests.support.emulator import default_config, start_emulator
 from tests.support.factories import booking
 
 TOKEN_TIMEOUT = 1.0

@@ -10,6 +10,7 @@ import os
 import signal
 
 import pytest
+from local_stack.processes import wait_until
 
 from service.store import key
 from tests.faults.support import (
@@ -19,7 +20,6 @@ from tests.faults.support import (
     workers_of,
 )
 from tests.support.factories import booking
-from tests.support.stack import wait_until
 
 GRAPH_LATENCY_MS = 2000
 # The lock must outlive token + Graph budgets (checked at start): 1 + 2 < 3.5.

@@ -8,13 +8,13 @@ from dataclasses import replace
 
 import pytest
 import redis
+from local_stack.redis_server import RedisServer
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from service.errors import StoreUnavailable
 from service.record import FORMAT_VERSION, BookingRecord, Status
 from service.store import BookingStore, key
-from tests.support.stack import RedisServer
 
 
 @pytest.fixture(scope="module")

@@ -11,19 +11,19 @@ Typical use::
 
 API (kept small and stable):
 
-- ``free_port() -> int``
 - ``start_emulator(tmp_path, config, graph_audience=..., *, timeout=15.0) -> EmulatorHandle``
+  (the process is local_stack's: ``local_stack.emulator.EmulatorProcess.start``)
 - ``EmulatorHandle``: ``base_url``, ``authority_host``, ``ca_bundle``, ``port``, ``pid``,
-  ``graph_audience``, ``state_dir``; ``stats()``, ``add_fault(**fault) -> int``,
+  ``graph_audience``, ``state_dir``, ``log()``, ``stop()`` (local_stack's
+  ``EmulatorProcess``); ``stats()``, ``add_fault(**fault) -> int``,
   ``clear_faults()``, ``rate_limit(target, per_second)``, ``revoke_tokens()``, ``reset()``,
   ``set_user(tenant_id, user_id, *, access_policy=None, display_name=None, upn=None)``,
   ``meetings_for(external_id)``, ``requests_for(external_id)``,
   ``meeting(meeting_id) -> dict | None``, ``meeting_info(meeting_id) -> dict | None``,
   ``live_meetings_for(external_id) -> int``, ``operations_for(meeting_id) -> list[dict]``,
-  ``get_token(tenant_id, client_id, client_secret)``, ``session()``, ``log()``, ``stop()``;
-  a context manager that stops the process on exit.
-- ``TrustingSession(ca_bundle)``: a requests.Session that always verifies with that CA
-  (for MSAL's ``http_client``).
+  ``get_token(tenant_id, client_id, client_secret)``, ``session()`` (the service's
+  ``PinnedSession``, trusting the emulator's CA: also MSAL's ``http_client``); a context
+  manager that stops the process on exit.
 - ``make_certificate_credential(tmp_path) -> (pem_path, cert_pem)``
 - ``make_federated_issuer(tmp_path) -> FederatedIssuer``
 - ``default_config(tmp_path, ..., refresh_in_seconds=None) -> EmulatorSetup`` (``.config``
@@ -37,26 +37,20 @@ externalId; ``live_meetings_for`` counts those not deleted.
 
 Certificate-verification note: this machine sets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE, and
 requests lets those override a Session's ``verify`` attribute. So every call here passes
-``verify=`` itself (a per-request argument wins), and TrustingSession forces it.
+``verify=`` itself (a per-request argument wins), and ``session()`` is the service's own
+``PinnedSession``, which forces it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import jwt
@@ -65,65 +59,20 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from graph_emulator.clouds import DEFAULT_AUDIENCE
+from local_stack.emulator import EmulatorProcess
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_AUDIENCE = "https://graph.microsoft.com"
+from service.http import PinnedSession
+
 FEDERATED_AUDIENCE = "api://AzureADTokenExchange"
 ADMIN_TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class TrustingSession(requests.Session):
-    """A Session that verifies TLS with ``ca_bundle``, whatever the environment says.
-
-    requests would otherwise let REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace the
-    Session's ``verify`` (it only yields to a per-request ``verify=``), and MSAL calls
-    its ``http_client`` without one.
-    """
-
-    def __init__(self, ca_bundle: str | Path) -> None:
-        super().__init__()
-        self.ca_bundle = str(ca_bundle)
-        self.verify = self.ca_bundle
-
-    def merge_environment_settings(  # the stubs' parameter types are private
-        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> Any:
-        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        settings["verify"] = self.ca_bundle
-        return settings
+# What a session() call without a timeout of its own may wait (MSAL passes none).
+SESSION_TIMEOUT = 60.0
 
 
 @dataclass
-class EmulatorHandle:
+class EmulatorHandle(EmulatorProcess):
     """A running emulator process and helpers for its admin API."""
-
-    process: subprocess.Popen[bytes]
-    base_url: str
-    authority_host: str
-    ca_bundle: str
-    port: int
-    pid: int
-    graph_audience: str
-    state_dir: Path
-    log_path: Path
-
-    def __enter__(self) -> EmulatorHandle:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- admin API -----------------------------------------------------------------
 
@@ -238,9 +187,10 @@ class EmulatorHandle:
 
     # --- convenience ---------------------------------------------------------------
 
-    def session(self) -> TrustingSession:
-        """A new Session that trusts this emulator's CA (one per thread)."""
-        return TrustingSession(self.ca_bundle)
+    def session(self) -> PinnedSession:
+        """A new Session that trusts this emulator's CA whatever the environment says (one
+        per thread)."""
+        return PinnedSession(Path(self.ca_bundle), SESSION_TIMEOUT)
 
     def get_token(
         self, tenant_id: str, client_id: str, client_secret: str, scope: str | None = None
@@ -259,21 +209,6 @@ class EmulatorHandle:
             )
         response.raise_for_status()
         return str(response.json()["access_token"])
-
-    def log(self) -> str:
-        """Everything the emulator wrote to stderr (one line per request)."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM, wait, then SIGKILL if it does not stop. Returns the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        return self.process.returncode
 
     def _admin(
         self, method: str, path: str, body: Any = None, *, allowed: tuple[int, ...] = ()
@@ -305,61 +240,18 @@ def start_emulator(
     """Start ``python -m graph_emulator`` with ``config``; return once it listens.
 
     Files go to a new directory under ``tmp_path`` (config, state dir with ca.pem and
-    emulator.json, emulator.log). Raises RuntimeError with the emulator's output if it
-    exits or does not announce itself within ``timeout`` seconds.
+    emulator.json, emulator.log). Raises RuntimeError (local_stack's StackError) with the
+    emulator's output if it exits or does not announce itself within ``timeout`` seconds.
     """
     directory = Path(tempfile.mkdtemp(prefix="graph-emulator-", dir=tmp_path))
-    config_path = directory / "config.json"
-    config_path.write_text(json.dumps(config), encoding="utf-8")
-    state_dir = directory / "state"
-    log_path = directory / "emulator.log"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "graph_emulator",
-                "--config", str(config_path),
-                "--host", "127.0.0.1",
-                "--port", "0",
-                "--state-dir", str(state_dir),
-                "--graph-audience", graph_audience,
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    ready_file = state_dir / "emulator.json"
-    deadline = time.monotonic() + timeout
-    while not ready_file.exists():
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"the Graph emulator exited with {process.returncode}:\n{_read(log_path)}"
-            )
-        if time.monotonic() > deadline:
-            process.kill()
-            process.wait(5)
-            raise RuntimeError(
-                f"the Graph emulator did not start within {timeout} s:\n{_read(log_path)}"
-            )
-        time.sleep(0.05)
-    ready = json.loads(ready_file.read_text(encoding="utf-8"))
-    return EmulatorHandle(
-        process=process,
-        base_url=ready["baseUrl"],
-        authority_host=ready["authorityHost"],
-        ca_bundle=ready["caBundle"],
-        port=ready["port"],
-        pid=ready["pid"],
-        graph_audience=graph_audience.rstrip("/"),
-        state_dir=state_dir,
-        log_path=log_path,
+    return EmulatorHandle.start(
+        config,
+        directory / "config.json",
+        directory / "state",
+        graph_audience=graph_audience,
+        log_path=directory / "emulator.log",
+        timeout=timeout,
     )
-
-
-def _read(path: Path) -> str:
-    return path.read_text(errors="replace") if path.exists() else "(no output)"
 
 
 # --- credentials ---------------------------------------------------------------------

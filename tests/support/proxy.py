@@ -1,9 +1,9 @@
 """nginx in front of the service, as in the pod, for the end-to-end tests and the bench;
 and the slow clients it is there for.
 
-The proxy is started from the one template (deploy/base/proxy/nginx.conf.template) with
-service.devrun's renderer, on a free loopback port, as the current user, with its state in
-the test's directory. `SlowClients` holds many connections that send part of a request and
+The proxy is started from the one template (deploy/base/proxy/nginx.conf.template) by
+local_stack, as `make run` starts it: on a free loopback port, as the current user, with its
+state in the test's directory. `SlowClients` holds many connections that send part of a request and
 then nothing, or trickle it; `Traffic` measures ordinary callers meanwhile.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import selectors
-import signal
 import socket
 import subprocess
 import threading
@@ -22,10 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
-
-from service.devrun import proxy_values, start_proxy
-from tests.support.emulator import free_port
-from tests.support.stack import START_TIMEOUT, wait_until
+from local_stack.processes import START_TIMEOUT, free_port, stop_process, wait_for_start
+from local_stack.proxy import proxy_values, start_proxy
 
 
 @dataclass
@@ -68,12 +65,10 @@ class ProxyProcess:
             self.directory, self.values, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
-        wait_until(self.healthy, START_TIMEOUT, f"nginx on port {self.port}", self.log)
+        wait_for_start(self.process, self.healthy, "nginx", START_TIMEOUT, self.log)
         return self
 
     def healthy(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise AssertionError(f"nginx exited with {self.process.returncode}\n{self.log()}")
         try:
             return requests.get(f"{self.url}/_proxy/healthz", timeout=1).status_code == 200
         except requests.RequestException:
@@ -84,13 +79,7 @@ class ProxyProcess:
 
     def stop(self) -> None:
         """Fast shutdown (SIGTERM), as Ctrl-C of `make run` does."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
 
 
 def percentile(values: list[float], fraction: float) -> float:

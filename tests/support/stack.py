@@ -1,118 +1,25 @@
-"""Real processes for end-to-end tests: redis-server and the service under gunicorn.
+"""The service under gunicorn as the tests run it, and a booking system's client of it.
 
-Everything listens on 127.0.0.1 only, on free ports, and is stopped by its fixture.
+redis-server, the emulator, nginx, free ports and waiting are local_stack's (the same code
+as `make run`). Everything listens on 127.0.0.1 only, on free ports, and is stopped by its
+fixture.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
 import requests
-
-from tests.support.emulator import free_port
+from local_stack.api_server import start_gunicorn
+from local_stack.processes import START_TIMEOUT, free_port, stop_process, wait_for_start
 
 REPO = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 30.0
-
-
-def wait_until(check, timeout: float, what: str, on_fail=lambda: "") -> None:
-    """Poll `check` until it is true; bounded, with the reason in the failure."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout} s\n{on_fail()}")
-
-
-@dataclass
-class RedisServer:
-    directory: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        executable = shutil.which("redis-server")
-        if executable is None:
-            raise RuntimeError("redis-server is not installed: run `make test`, which installs it")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                executable,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-                "--protected-mode",
-                "yes",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until(self.ping, 10, f"redis-server on port {self.port}")
-        return self
-
-    def client(self) -> redis.Redis:
-        """A plain redis-py client, to inspect or damage the store from a test."""
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True)
-
-    def ping(self) -> bool:
-        try:
-            return bool(self.client().ping())
-        except redis.RedisError:
-            return False
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
-
-@dataclass
-class Caller:
-    id: str
-    key: str
-    organizers: list[str]
-
-
-def write_clients_file(path: Path, callers: list[Caller]) -> Path:
-    path.write_text(
-        json.dumps(
-            {
-                "clients": [
-                    {
-                        "id": c.id,
-                        "keySha256": hashlib.sha256(c.key.encode()).hexdigest(),
-                        "organizers": c.organizers,
-                    }
-                    for c in callers
-                ]
-            }
-        )
-    )
-    return path
 
 
 @dataclass
@@ -143,27 +50,13 @@ class ServiceProcess:
             **self.env,
         }
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "python:service.gunicorn_conf",
-                "service.wsgi:app",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        self.process = start_gunicorn(env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        wait_until(self.healthy, START_TIMEOUT, "service /healthz", self.log)
+        wait_for_start(self.process, self.healthy, "gunicorn", START_TIMEOUT, self.log)
         return self
 
     def healthy(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise AssertionError(f"gunicorn exited with {self.process.returncode}\n{self.log()}")
+        """Whether /healthz answers 200 (the process itself may have exited)."""
         try:
             return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
         except requests.RequestException:
@@ -173,13 +66,7 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process, 20)
 
 
 # Checks every Client runs on each answer it receives, while they are listed here (opt-in:

@@ -1,0 +1,149 @@
+"""`make run`: serve the API locally.
+
+With AZURE_TENANT_ID, AZURE_CLIENT_ID, REDIS_URL and CLIENTS_FILE set (and one credential),
+it serves against that tenant and Redis. Otherwise it starts a local redis-server and the
+Graph emulator under .run/, makes a demo caller with a fresh API key, and prints a curl
+line to try it. Either way the API is served as in the pod: nginx on PORT (default 8080)
+in front of gunicorn on an internal loopback port, with the proxy configuration of
+deploy/base/proxy/ rendered into .run/nginx/. Everything it starts listens on 127.0.0.1
+and stops with it (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from local_stack.api_server import start_gunicorn
+from local_stack.clients import Caller, write_clients_file
+from local_stack.emulator import EmulatorProcess
+from local_stack.processes import (
+    StackError,
+    accepts,
+    free_port,
+    stop_process,
+    wait_for_start,
+)
+from local_stack.proxy import proxy_values, start_proxy
+from local_stack.redis_server import RedisServer
+
+STATE = Path(".run")
+REAL_TENANT_VARIABLES = ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "REDIS_URL", "CLIENTS_FILE")
+DEMO_ORGANIZER = "8b081ef6-4792-4def-b2c9-c363a1bf41d5"
+
+
+def emulator_config(tenant: str, client_id: str, secret: str) -> dict[str, Any]:
+    return {
+        "tenants": [
+            {
+                "id": tenant,
+                "apps": [{"clientId": client_id, "clientSecret": secret}],
+                "users": [
+                    {
+                        "id": DEMO_ORGANIZER,
+                        "displayName": "Demo Organizer",
+                        "upn": "organizer@demo.example",
+                        "accessPolicy": True,
+                    }
+                ],
+                # Any GUID is a licensed user with the access policy granted, so booking
+                # systems can try their own organizer ids.
+                "anyUser": True,
+                "globalAccessPolicy": True,
+            }
+        ]
+    }
+
+
+def demo_environment(processes: list[subprocess.Popen[bytes]]) -> dict[str, str]:
+    STATE.mkdir(exist_ok=True)
+    redis_port = int(os.environ.get("DEMO_REDIS_PORT", "6390"))
+    # With an append-only file, so the demo's bookings outlive a restart.
+    redis = RedisServer(STATE / "redis", redis_port, persistent=True, quiet=False).launch()
+    assert redis.process is not None
+    processes.append(redis.process)
+
+    tenant, client_id, client_secret = (
+        str(uuid.uuid4()),
+        str(uuid.uuid4()),
+        secrets.token_urlsafe(24),
+    )
+    emulator = EmulatorProcess.start(
+        emulator_config(tenant, client_id, client_secret),
+        STATE / "emulator-config.json",
+        STATE / "emulator",
+        port=int(os.environ.get("DEMO_EMULATOR_PORT", "0")),
+    )
+    processes.append(emulator.process)
+
+    api_key = secrets.token_urlsafe(32)
+    clients_path = write_clients_file(STATE / "clients.json", [Caller("demo", api_key, ["*"])])
+    port = os.environ.get("PORT", "8080")
+    print(
+        f"\nDemo stack: Graph emulator at {emulator.base_url}, Redis at 127.0.0.1:{redis_port}.\n"
+        f"Demo API key (caller 'demo'): {api_key}\n\nTry:\n"
+        f"  curl -s -X POST http://127.0.0.1:{port}/v1/meetings \\\n"
+        f"    -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n"
+        f'    -d \'{{"bookingId": "demo-1", "organizerId": "{DEMO_ORGANIZER}", '
+        '"subject": "Demo"}\'\n',
+        flush=True,
+    )
+    return {
+        "AZURE_TENANT_ID": tenant,
+        "AZURE_CLIENT_ID": client_id,
+        "AZURE_CLIENT_SECRET": client_secret,
+        "AZURE_AUTHORITY_HOST": emulator.authority_host,
+        "GRAPH_BASE_URL": emulator.base_url,
+        "GRAPH_CA_BUNDLE": emulator.ca_bundle,
+        "REDIS_URL": redis.url,
+        "CLIENTS_FILE": str(clients_path),
+    }
+
+
+def main() -> int:
+    processes: list[subprocess.Popen[bytes]] = []
+    # Until gunicorn runs, SIGTERM must still unwind through `finally` and stop the children.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    env = dict(os.environ)
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(STATE.resolve() / "prometheus"))
+    try:
+        if all(os.environ.get(name) for name in REAL_TENANT_VARIABLES):
+            print("Serving against the configured tenant and Redis.", flush=True)
+        else:
+            env.update(demo_environment(processes))
+        # gunicorn only on loopback, behind nginx as in the pod (slow clients, limits).
+        port = int(os.environ.get("PORT", "8080"))
+        upstream = f"127.0.0.1:{os.environ.get('DEMO_GUNICORN_PORT') or free_port()}"
+        env["GUNICORN_BIND"] = upstream
+        server = start_gunicorn(env)
+        processes.insert(0, server)
+        signal.signal(signal.SIGTERM, lambda *_: server.terminate())
+        values = proxy_values(STATE / "nginx", f"127.0.0.1:{port}", upstream, env)
+        proxy = start_proxy(STATE / "nginx", values)
+        processes.insert(0, proxy)
+        wait_for_start(proxy, lambda: accepts(port), f"nginx on 127.0.0.1:{port}")
+        print(f"Serving on http://127.0.0.1:{port} (nginx) -> {upstream} (gunicorn).", flush=True)
+        try:
+            while True:  # until gunicorn stops (Ctrl-C, SIGTERM) or either process fails
+                for process, name in ((server, "gunicorn"), (proxy, "nginx")):
+                    status = process.poll()
+                    if status is not None:
+                        if process is proxy:
+                            print(f"{name} exited with {status}", file=sys.stderr, flush=True)
+                            return status or 1
+                        return status
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            return server.wait()
+    except StackError as error:
+        sys.exit(str(error))
+    finally:
+        for process in processes:
+            stop_process(process, 15)
