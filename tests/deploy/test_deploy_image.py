@@ -32,7 +32,7 @@ from local_stack.redis_server import RedisServer
 
 from tests.deploy.tooling import DEPLOY, REPO, container_env, find, render
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.deploy
 
 BUILD_TIMEOUT = 300
 START_TIMEOUT = 30

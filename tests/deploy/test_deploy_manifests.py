@@ -37,6 +37,8 @@ from tests.deploy.tooling import (
     render,
 )
 
+pytestmark = pytest.mark.deploy
+
 # Seconds the gunicorn master needs after its graceful timeout to reap workers and exit.
 SHUTDOWN_MARGIN = 5
 APP = "meeting-provisioning"

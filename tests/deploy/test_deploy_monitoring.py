@@ -17,6 +17,8 @@ from prometheus_client.metrics import MetricWrapperBase
 from service import metrics
 from tests.deploy.tooling import DEPLOY, REPO, run_tool
 
+pytestmark = pytest.mark.deploy
+
 MONITORING = DEPLOY / "monitoring"
 # Series that Prometheus itself makes, not the service.
 PROMETHEUS_SERIES = {"up"}

@@ -14,6 +14,8 @@ import yaml
 
 from tests.deploy.tooling import DEPLOY, OVERLAYS, REPO, Manifest, find, run_tool
 
+pytestmark = pytest.mark.deploy
+
 KUBERNETES_VERSION = "1.37.0"
 CHECKOV = ("--quiet", "--compact", "--skip-download")
 # Every checkov skip, by overlay, check and resource. The reasons are next to the resources

@@ -9,6 +9,7 @@ Problem model, never None or a raw dict.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -69,8 +70,16 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamesp
     assert result.returncode == 0, output
     # A warning means the generator dropped part of the document (an endpoint, a model).
     assert "Warning" not in output and "WARNING" not in output, output
-    sys.path.insert(0, str(directory))
+    # The package is imported from its directory by location, without adding that to the
+    # import path: its submodules are then found through the package's own __path__.
+    package = directory / PACKAGE
+    spec = importlib.util.spec_from_file_location(
+        PACKAGE, package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    assert spec is not None and spec.loader is not None
+    sys.modules[PACKAGE] = importlib.util.module_from_spec(spec)
     try:
+        spec.loader.exec_module(sys.modules[PACKAGE])
         modules: dict[str, ModuleType] = {
             name: importlib.import_module(f"{PACKAGE}.{name}")
             for name in (
@@ -88,7 +97,6 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamesp
             **{name.rsplit(".", 1)[-1]: module for name, module in modules.items()}
         )
     finally:
-        sys.path.remove(str(directory))
         for name in [n for n in sys.modules if n == PACKAGE or n.startswith(PACKAGE + ".")]:
             del sys.modules[name]
 

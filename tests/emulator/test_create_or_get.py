@@ -15,6 +15,8 @@ import pytest
 from tests.support.contract import document
 from tests.support.emulator import EmulatorHandle, EmulatorSetup
 
+pytestmark = pytest.mark.emulator
+
 VERSIONS = ["v1.0", "beta"]
 
 

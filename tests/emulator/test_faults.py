@@ -17,6 +17,8 @@ import requests
 
 from tests.support.emulator import EmulatorHandle, EmulatorSetup
 
+pytestmark = pytest.mark.emulator
+
 GRAPH_SCOPE = ["https://graph.microsoft.com/.default"]
 
 

@@ -24,6 +24,8 @@ from tests.support.emulator import (
 )
 from tests.support.graph_client import msal_app
 
+pytestmark = pytest.mark.emulator
+
 GRAPH_SCOPE = ["https://graph.microsoft.com/.default"]
 
 

@@ -20,6 +20,8 @@ from tests.support.contract import validator
 from tests.support.emulator import EmulatorHandle, EmulatorSetup, default_config
 from tests.support.graph_client import GraphClient
 
+pytestmark = pytest.mark.emulator
+
 VERSIONS = ["v1.0", "beta"]
 OPERATIONS = ["get", "patch", "delete"]
 

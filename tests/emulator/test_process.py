@@ -23,6 +23,8 @@ from tests.support.emulator import (
     start_emulator,
 )
 
+pytestmark = pytest.mark.emulator
+
 
 def test_ready_file_describes_the_listening_emulator(emulator: EmulatorHandle) -> None:
     ready = json.loads((emulator.state_dir / "emulator.json").read_text())

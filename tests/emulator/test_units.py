@@ -16,6 +16,8 @@ from graph_emulator.tokens import TokenIssuer, TokenRejected
 
 from tests.support.contract import CONTRACT_DIR
 
+pytestmark = pytest.mark.emulator
+
 EMULATOR_DIR = Path(__file__).resolve().parents[2] / "emulator" / "graph_emulator"
 
 

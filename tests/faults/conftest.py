@@ -1,6 +1,6 @@
-"""The fault suite runs on the end-to-end stack (one emulator and one redis-server per
-session, service variants per test) and adds what faults need: Redis servers of a test's
-own that it can stop, kill and pause, and the fault table.
+"""The fault suite runs on the shared real stack (tests/support/fixtures.py: one emulator
+and one redis-server per session, service variants per test) and adds what faults need:
+Redis servers of a test's own that it can stop, kill and pause, and the fault table.
 
 Run it alone with `pytest tests/faults` (or `-m faults`); the table of requests sent and
 meetings created per fault is printed at the end and written to fault-table.md under
@@ -16,33 +16,7 @@ from pathlib import Path
 import pytest
 from local_stack.redis_server import RedisServer
 
-from tests.e2e.conftest import (  # noqa: F401  (fixtures, used by name)
-    callers,
-    clients_file,
-    emulator,
-    emulator_process,
-    organizer,
-    redis_server,
-    service_env,
-    setup,
-    stack_dir,
-    start_service,
-)
 from tests.faults.support import TABLE, Tally, render_table
-
-HERE = Path(__file__).parent
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "faults: fault injection against the real stack (tests/faults)"
-    )
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if HERE in item.path.parents:
-            item.add_marker(pytest.mark.faults)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

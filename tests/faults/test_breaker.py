@@ -14,7 +14,7 @@ from tests.support.factories import booking
 from tests.support.metrics import scrape, value
 from tests.support.stack import Client
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.faults
 
 THRESHOLD = 3
 COOLDOWN = 2.0

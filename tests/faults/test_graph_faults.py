@@ -15,6 +15,8 @@ from tests.support.factories import booking
 from tests.support.metrics import scrape, value
 from tests.support.stack import ServiceProcess
 
+pytestmark = pytest.mark.faults
+
 GRAPH_BUDGET = 3.0
 GRAPH_READ_TIMEOUT = 1.0
 # The budget, plus the one attempt that may start just before it ends, plus slack for a

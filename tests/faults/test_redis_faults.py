@@ -24,6 +24,8 @@ from tests.faults.support import (
 )
 from tests.support.factories import booking
 
+pytestmark = pytest.mark.faults
+
 GRAPH_BUDGET = 5.0
 FLAPPING_SECONDS = 3.0
 

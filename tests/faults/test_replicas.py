@@ -8,8 +8,12 @@ import concurrent.futures
 import threading
 from collections import Counter, defaultdict
 
+import pytest
+
 from tests.support.factories import booking
 from tests.support.metrics import scrape
+
+pytestmark = pytest.mark.faults
 
 BOOKINGS = 20
 REQUESTS = 200

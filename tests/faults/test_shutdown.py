@@ -16,7 +16,7 @@ from local_stack.processes import wait_until
 from tests.support.factories import booking
 from tests.support.stack import Client
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.faults
 
 GRAPH_LATENCY_MS = 6000
 # The emulator records a request only once it has answered, so the test cannot see the

@@ -16,6 +16,8 @@ from tests.faults.support import assert_problem, booking_external_id, meeting_co
 from tests.support.emulator import default_config, start_emulator
 from tests.support.factories import booking
 
+pytestmark = pytest.mark.faults
+
 TOKEN_TIMEOUT = 1.0
 
 

@@ -21,6 +21,8 @@ from tests.faults.support import (
 )
 from tests.support.factories import booking
 
+pytestmark = pytest.mark.faults
+
 GRAPH_LATENCY_MS = 2000
 # The lock must outlive token + Graph budgets (checked at start): 1 + 2 < 3.5.
 LOCK_TTL = 3.5

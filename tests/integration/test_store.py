@@ -16,6 +16,8 @@ from service.errors import StoreUnavailable
 from service.record import FORMAT_VERSION, BookingRecord, Status
 from service.store import BookingStore, key
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory):

@@ -6,6 +6,8 @@ import pytest
 
 from service.backoff import Budget, parse_retry_after
 
+pytestmark = pytest.mark.unit
+
 NOW = datetime(2026, 11, 21, 9, 0, 0, tzinfo=UTC)
 
 

@@ -1,6 +1,8 @@
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
+
 from service.booking import (
     Attendee,
     BookingRequest,
@@ -8,6 +10,8 @@ from service.booking import (
     external_id,
     graph_time,
 )
+
+pytestmark = pytest.mark.unit
 
 NS = uuid.UUID("6f1c1d0e-3a51-4f0c-9d7e-4b1f6f0d2a11")
 ORGANIZER = "8B081EF6-4792-4DEF-B2C9-C363A1BF41D5"

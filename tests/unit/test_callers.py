@@ -5,6 +5,8 @@ import pytest
 
 from service.callers import CallerRegistryError, authenticate, load_callers
 
+pytestmark = pytest.mark.unit
+
 ORGANIZER = "8b081ef6-4792-4def-b2c9-c363a1bf41d5"
 
 

@@ -6,6 +6,8 @@ import pytest
 
 from service.breaker import CircuitBreaker, CircuitOpen, State
 
+pytestmark = pytest.mark.unit
+
 
 class Clock:
     def __init__(self) -> None:

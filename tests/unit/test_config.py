@@ -9,6 +9,8 @@ import pytest
 
 from service.config import ConfigError, Settings, variable_names
 
+pytestmark = pytest.mark.unit
+
 TENANT = "11111111-2222-3333-4444-555555555555"
 CLIENT = "66666666-7777-8888-9999-000000000000"
 

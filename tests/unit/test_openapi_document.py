@@ -26,6 +26,8 @@ from service.schemas import (
 from tests.support import openapi_check
 from tests.support.openapi_check import EcmaValidator
 
+pytestmark = pytest.mark.unit
+
 DOCUMENT: dict[str, Any] = yaml.safe_load(generate())
 URI = "urn:test:openapi"
 REGISTRY: Registry[Any] = Registry().with_resource(

@@ -6,7 +6,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from service import errors, gunicorn_errors, problems
+
+pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
 PROXY_TEMPLATE = REPO / "deploy" / "base" / "proxy" / "nginx.conf.template"

@@ -4,6 +4,8 @@ from marshmallow import ValidationError
 from service.problems import flatten_messages
 from service.schemas import BookingSchema
 
+pytestmark = pytest.mark.unit
+
 ORGANIZER = "8b081ef6-4792-4def-b2c9-c363a1bf41d5"
 SCHEMA = BookingSchema()
 

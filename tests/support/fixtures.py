@@ -1,0 +1,154 @@
+"""The real stack, shared by tests/integration, tests/e2e, tests/faults and tests/deploy
+(registered in tests/conftest.py): one emulator, one redis-server and one service
+(gunicorn, 2 workers) per test session, each started only when a test asks for it;
+variants of the service on demand; callers and their clients.
+
+tests/emulator/conftest.py overrides `setup`, `emulator_process` and `emulator` with one
+emulator per module for the emulator's own tests.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from local_stack.clients import Caller, write_clients_file
+from local_stack.redis_server import RedisServer
+
+from tests.support.emulator import EmulatorHandle, EmulatorSetup, default_config, start_emulator
+from tests.support.stack import Client, ServiceProcess
+
+
+@pytest.fixture(scope="session")
+def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def setup(stack_dir: Path) -> EmulatorSetup:
+    return default_config(stack_dir)
+
+
+@pytest.fixture(scope="session")
+def emulator_process(stack_dir: Path, setup: EmulatorSetup) -> Iterator[EmulatorHandle]:
+    with start_emulator(stack_dir, setup.config) as handle:
+        yield handle
+
+
+@pytest.fixture
+def emulator(emulator_process: EmulatorHandle) -> Iterator[EmulatorHandle]:
+    """The shared emulator; faults a test adds are removed after it."""
+    yield emulator_process
+    emulator_process.clear_faults()
+
+
+@pytest.fixture(scope="session")
+def redis_server(stack_dir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(stack_dir / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def callers(setup: EmulatorSetup) -> dict[str, Caller]:
+    return {
+        "eu": Caller("booking-eu", secrets.token_urlsafe(32), ["*"]),
+        "us": Caller("booking-us", secrets.token_urlsafe(32), ["*"]),
+        "restricted": Caller("rooms", secrets.token_urlsafe(32), [setup.user_with_policy]),
+    }
+
+
+@pytest.fixture(scope="session")
+def clients_file(stack_dir: Path, callers: dict[str, Caller]) -> Path:
+    return write_clients_file(stack_dir / "clients.json", list(callers.values()))
+
+
+@pytest.fixture(scope="session")
+def service_env(
+    setup: EmulatorSetup,
+    emulator_process: EmulatorHandle,
+    redis_server: RedisServer,
+    clients_file: Path,
+) -> Callable[..., dict[str, str]]:
+    """The environment of a service against the test stack, with a chosen credential."""
+
+    def build(credential: str = "secret", **overrides: str) -> dict[str, str]:
+        env = {
+            "AZURE_TENANT_ID": setup.tenant_id,
+            "AZURE_CLIENT_ID": setup.client_id,
+            "AZURE_AUTHORITY_HOST": emulator_process.authority_host,
+            "GRAPH_BASE_URL": emulator_process.base_url,
+            "GRAPH_CA_BUNDLE": emulator_process.ca_bundle,
+            # As on these machines: a system bundle that would hide the emulator's CA if the
+            # service let it win.
+            "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+            "CURL_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+            "REDIS_URL": redis_server.url,
+            "CLIENTS_FILE": str(clients_file),
+            "LOG_LEVEL": "INFO",
+        }
+        if credential == "secret":
+            env["AZURE_CLIENT_SECRET"] = setup.client_secret
+        elif credential == "certificate":
+            env["AZURE_CLIENT_CERTIFICATE_PATH"] = str(setup.certificate_path)
+        elif credential == "federated":
+            token_file = setup.certificate_path.parent / f"federated-{uuid.uuid4()}.jwt"
+            setup.federated_issuer.write_token(token_file, setup.federated_subject)
+            env["AZURE_FEDERATED_TOKEN_FILE"] = str(token_file)
+        env.update(overrides)
+        return env
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def service(
+    stack_dir: Path, service_env: Callable[..., dict[str, str]]
+) -> Iterator[ServiceProcess]:
+    process = ServiceProcess(stack_dir / "service", service_env()).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def start_service(
+    tmp_path: Path, service_env: Callable[..., dict[str, str]]
+) -> Iterator[Callable[..., ServiceProcess]]:
+    """Start a service variant for one test: start_service(credential=..., VAR=value)."""
+    started: list[ServiceProcess] = []
+
+    def start(credential: str = "secret", workers: int = 2, **overrides: str) -> ServiceProcess:
+        directory = tmp_path / f"service-{len(started)}"
+        process = ServiceProcess(directory, service_env(credential, **overrides), workers=workers)
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def organizer(setup: EmulatorSetup, emulator_process: EmulatorHandle) -> str:
+    """A new organizer, known to Graph, with the application access policy granted."""
+    user_id = str(uuid.uuid4())
+    emulator_process.set_user(setup.tenant_id, user_id, access_policy=True)
+    return user_id
+
+
+@pytest.fixture
+def client(service: ServiceProcess, callers: dict[str, Caller]) -> Client:
+    return Client(service.url, callers["eu"].key)
+
+
+@pytest.fixture
+def other_client(service: ServiceProcess, callers: dict[str, Caller]) -> Client:
+    return Client(service.url, callers["us"].key)
+
+
+@pytest.fixture
+def restricted_client(service: ServiceProcess, callers: dict[str, Caller]) -> Client:
+    return Client(service.url, callers["restricted"].key)
