@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from local_stack.redis_server import RedisServer
 
-from tests.faults.support import TABLE, Tally, render_table
+from tests.support.fault_table import TABLE, Tally, render_table
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -10,9 +10,10 @@ from email.utils import formatdate
 import pytest
 from local_stack.processes import wait_until
 
-from tests.faults.support import assert_problem, graph_requests_of, meeting_counts, timed
 from tests.support.factories import booking
-from tests.support.metrics import scrape, value
+from tests.support.fault_table import graph_requests_of, meeting_counts
+from tests.support.metrics import scrape, timed, value
+from tests.support.problems import assert_problem
 from tests.support.stack import ServiceProcess
 
 pytestmark = pytest.mark.faults

@@ -13,16 +13,12 @@ import pytest
 import requests
 from local_stack.processes import wait_until
 
-from tests.faults.support import (
-    StallingRedisProxy,
-    assert_problem,
-    booking_external_id,
-    gauge_values,
-    kill_redis,
-    signal_redis,
-    timed,
-)
 from tests.support.factories import booking
+from tests.support.fault_table import booking_external_id
+from tests.support.metrics import gauge_values, timed
+from tests.support.problems import assert_problem
+from tests.support.processes import kill_redis, signal_redis
+from tests.support.stalling_redis import StallingRedisProxy
 
 pytestmark = pytest.mark.faults
 

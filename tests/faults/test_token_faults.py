@@ -12,9 +12,11 @@ import uuid
 import pytest
 from local_stack.processes import free_port
 
-from tests.faults.support import assert_problem, booking_external_id, meeting_counts, timed
 from tests.support.emulator import default_config, start_emulator
 from tests.support.factories import booking
+from tests.support.fault_table import booking_external_id, meeting_counts
+from tests.support.metrics import timed
+from tests.support.problems import assert_problem
 
 pytestmark = pytest.mark.faults
 

@@ -13,13 +13,9 @@ import pytest
 from local_stack.processes import wait_until
 
 from service.store import key
-from tests.faults.support import (
-    booking_external_id,
-    graph_requests_of,
-    worker_holding,
-    workers_of,
-)
 from tests.support.factories import booking
+from tests.support.fault_table import booking_external_id, graph_requests_of
+from tests.support.processes import worker_holding, workers_of
 
 pytestmark = pytest.mark.faults
 

@@ -1,6 +1,10 @@
-"""Read a service's /metrics as a test sees it."""
+"""What a test measures of the service: its /metrics as a scrape sees them, and how long a
+call took."""
 
 from __future__ import annotations
+
+import time
+from typing import Any
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -27,3 +31,15 @@ def value(samples: Samples, name: str, **labels: str):
     ]
     assert len(found) <= 1, f"{name}{labels} matches several samples: {found}"
     return found[0] if found else 0.0
+
+
+def gauge_values(url: str, name: str) -> list[float]:
+    """Every sample of a gauge (one per live worker in gunicorn's multiprocess mode)."""
+    return [v for _, v in scrape(url).get(name, [])]
+
+
+def timed(call, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """`call(*args, **kwargs)` and how many seconds it took."""
+    started = time.monotonic()
+    result = call(*args, **kwargs)
+    return result, time.monotonic() - started
