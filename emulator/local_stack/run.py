@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from local_stack.api_server import start_gunicorn
+from local_stack.api_server import service_environment, start_gunicorn
 from local_stack.clients import Caller, write_clients_file
 from local_stack.emulator import EmulatorProcess
 from local_stack.processes import (
@@ -95,16 +95,14 @@ def demo_environment(processes: list[subprocess.Popen[bytes]]) -> dict[str, str]
         '"subject": "Demo"}\'\n',
         flush=True,
     )
-    return {
-        "AZURE_TENANT_ID": tenant,
-        "AZURE_CLIENT_ID": client_id,
-        "AZURE_CLIENT_SECRET": client_secret,
-        "AZURE_AUTHORITY_HOST": emulator.authority_host,
-        "GRAPH_BASE_URL": emulator.base_url,
-        "GRAPH_CA_BUNDLE": emulator.ca_bundle,
-        "REDIS_URL": redis.url,
-        "CLIENTS_FILE": str(clients_path),
-    }
+    return service_environment(
+        emulator,
+        tenant,
+        client_id,
+        redis.url,
+        clients_path,
+        AZURE_CLIENT_SECRET=client_secret,
+    )
 
 
 def main() -> int:

@@ -20,7 +20,6 @@ One line per case: requests answered 2xx per second, failures (errors, timeouts 
 from __future__ import annotations
 
 import argparse
-import secrets
 import tempfile
 import time
 import uuid
@@ -28,48 +27,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from local_stack.clients import Caller, write_clients_file
-from local_stack.redis_server import RedisServer
+from local_stack.clients import Caller
 
-from tests.support.emulator import default_config, start_emulator
 from tests.support.proxy import KINDS, ProxyProcess, SlowClients, Traffic, percentile
-from tests.support.stack import ServiceProcess
+from tests.support.stack import ServiceProcess, open_stack
 
 
 @contextmanager
 def stack(root: Path, workers: int) -> Iterator[tuple[ServiceProcess, ProxyProcess, Caller]]:
-    setup = default_config(root, any_user=True, global_access_policy=True)
-    caller = Caller("bench", secrets.token_urlsafe(32), ["*"])
-    clients = write_clients_file(root / "clients.json", [caller])
-    redis_server = RedisServer(root / "redis").start()
-    try:
-        with start_emulator(root, setup.config) as emulator:
-            service = ServiceProcess(
-                root / "service",
-                {
-                    "AZURE_TENANT_ID": setup.tenant_id,
-                    "AZURE_CLIENT_ID": setup.client_id,
-                    "AZURE_CLIENT_SECRET": setup.client_secret,
-                    "AZURE_AUTHORITY_HOST": emulator.authority_host,
-                    "GRAPH_BASE_URL": emulator.base_url,
-                    "GRAPH_CA_BUNDLE": emulator.ca_bundle,
-                    "REDIS_URL": redis_server.url,
-                    "CLIENTS_FILE": str(clients),
-                    "LOG_LEVEL": "WARNING",
-                    "ORGANIZER_MONTHLY_LIMIT": "0",
-                },
-                workers=workers,
-            ).start()
-            proxy = ProxyProcess(
-                root / "proxy", f"127.0.0.1:{service.port}", service_env=service.env
-            ).start()
-            try:
-                yield service, proxy, caller
-            finally:
-                proxy.stop()
-                service.stop()
-    finally:
-        redis_server.stop()
+    with open_stack(root, "bench", workers, ORGANIZER_MONTHLY_LIMIT="0") as (service, caller):
+        proxy = ProxyProcess(
+            root / "proxy", f"127.0.0.1:{service.port}", service_env=service.env
+        ).start()
+        try:
+            yield service, proxy, caller
+        finally:
+            proxy.stop()
 
 
 def case(

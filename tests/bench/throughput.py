@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import secrets
 import statistics
 import tempfile
 import threading
@@ -17,12 +16,8 @@ import time
 import uuid
 from pathlib import Path
 
-from local_stack.clients import Caller, write_clients_file
-from local_stack.redis_server import RedisServer
-
-from tests.support.emulator import default_config, start_emulator
 from tests.support.factories import booking
-from tests.support.stack import Client, ServiceProcess
+from tests.support.stack import Client, open_stack
 
 
 def measure(name: str, client: Client, bodies: list[dict], threads: int) -> None:
@@ -57,36 +52,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
-        setup = default_config(root, any_user=True, global_access_policy=True)
-        caller = Caller("bench", secrets.token_urlsafe(32), ["*"])
-        clients = write_clients_file(root / "clients.json", [caller])
-        redis_server = RedisServer(root / "redis").start()
-        with start_emulator(root, setup.config) as emulator:
-            service = ServiceProcess(
-                root / "service",
-                {
-                    "AZURE_TENANT_ID": setup.tenant_id,
-                    "AZURE_CLIENT_ID": setup.client_id,
-                    "AZURE_CLIENT_SECRET": setup.client_secret,
-                    "AZURE_AUTHORITY_HOST": emulator.authority_host,
-                    "GRAPH_BASE_URL": emulator.base_url,
-                    "GRAPH_CA_BUNDLE": emulator.ca_bundle,
-                    "REDIS_URL": redis_server.url,
-                    "CLIENTS_FILE": str(clients),
-                    "LOG_LEVEL": "WARNING",
-                },
-                workers=args.workers,
-            ).start()
-            try:
-                client = Client(service.url, caller.key)
-                organizer = str(uuid.uuid4())
-                bodies = [booking(organizer) for _ in range(args.bookings)]
-                measure("create", client, bodies, args.threads)
-                replays = [bodies[i % len(bodies)] for i in range(args.replays)]
-                measure("replay", client, replays, args.threads)
-            finally:
-                service.stop()
-                redis_server.stop()
+        with open_stack(root, "bench", args.workers) as (service, caller):
+            client = Client(service.url, caller.key)
+            organizer = str(uuid.uuid4())
+            bodies = [booking(organizer) for _ in range(args.bookings)]
+            measure("create", client, bodies, args.threads)
+            replays = [bodies[i % len(bodies)] for i in range(args.replays)]
+            measure("replay", client, replays, args.threads)
 
 
 if __name__ == "__main__":

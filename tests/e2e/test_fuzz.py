@@ -27,18 +27,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from local_stack.clients import Caller, write_clients_file
 from local_stack.redis_server import RedisServer
 
-from tests.support.emulator import EmulatorHandle, default_config, start_emulator
-from tests.support.stack import REPO, ServiceProcess
+from tests.support.stack import REPO, ServiceProcess, open_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -68,27 +65,8 @@ def fuzzed(
     """A service whose Graph knows every organizer (with the access policy granted), so
     that generated GUIDs book meetings instead of all ending as 422."""
     directory = tmp_path_factory.mktemp("fuzz")
-    setup = default_config(directory, any_user=True, global_access_policy=True)
-    key = secrets.token_urlsafe(32)
-    clients = write_clients_file(directory / "clients.json", [Caller("fuzzer", key, ["*"])])
-    emulator: EmulatorHandle
-    with start_emulator(directory, setup.config) as emulator:
-        env = {
-            "AZURE_TENANT_ID": setup.tenant_id,
-            "AZURE_CLIENT_ID": setup.client_id,
-            "AZURE_CLIENT_SECRET": setup.client_secret,
-            "AZURE_AUTHORITY_HOST": emulator.authority_host,
-            "GRAPH_BASE_URL": emulator.base_url,
-            "GRAPH_CA_BUNDLE": emulator.ca_bundle,
-            "REDIS_URL": redis_server.url,
-            "CLIENTS_FILE": str(clients),
-            "LOG_LEVEL": "WARNING",
-        }
-        service = ServiceProcess(directory / "service", env).start()
-        try:
-            yield service, key
-        finally:
-            service.stop()
+    with open_stack(directory, "fuzzer", redis_url=redis_server.url) as (service, caller):
+        yield service, caller.key
 
 
 def test_schemathesis_finds_nothing(fuzzed: tuple[ServiceProcess, str], tmp_path: Path) -> None:

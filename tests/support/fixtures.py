@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from local_stack.api_server import service_environment
 from local_stack.clients import Caller, write_clients_file
 from local_stack.redis_server import RedisServer
 
@@ -76,20 +77,18 @@ def service_env(
     """The environment of a service against the test stack, with a chosen credential."""
 
     def build(credential: str = "secret", **overrides: str) -> dict[str, str]:
-        env = {
-            "AZURE_TENANT_ID": setup.tenant_id,
-            "AZURE_CLIENT_ID": setup.client_id,
-            "AZURE_AUTHORITY_HOST": emulator_process.authority_host,
-            "GRAPH_BASE_URL": emulator_process.base_url,
-            "GRAPH_CA_BUNDLE": emulator_process.ca_bundle,
+        env = service_environment(
+            emulator_process,
+            setup.tenant_id,
+            setup.client_id,
+            redis_server.url,
+            clients_file,
             # As on these machines: a system bundle that would hide the emulator's CA if the
             # service let it win.
-            "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
-            "CURL_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
-            "REDIS_URL": redis_server.url,
-            "CLIENTS_FILE": str(clients_file),
-            "LOG_LEVEL": "INFO",
-        }
+            REQUESTS_CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt",
+            CURL_CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt",
+            LOG_LEVEL="INFO",
+        )
         if credential == "secret":
             env["AZURE_CLIENT_SECRET"] = setup.client_secret
         elif credential == "certificate":

@@ -8,16 +8,22 @@ fixture.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
-from local_stack.api_server import start_gunicorn
+from local_stack.api_server import service_environment, start_gunicorn
+from local_stack.clients import Caller, write_clients_file
 from local_stack.processes import START_TIMEOUT, free_port, stop_process, wait_for_start
+from local_stack.redis_server import RedisServer
+
+from tests.support.emulator import default_config, start_emulator
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,6 +73,36 @@ class ServiceProcess:
 
     def stop(self) -> None:
         stop_process(self.process, 20)
+
+
+@contextmanager
+def open_stack(
+    root: Path,
+    caller_id: str,
+    workers: int = 2,
+    redis_url: str | None = None,
+    **settings: str,
+) -> Iterator[tuple[ServiceProcess, Caller]]:
+    """A stack of its own in `root`: an emulator whose Graph knows every organizer (any GUID,
+    the access policy granted), redis-server at `redis_url` (or one of its own), and the
+    service (gunicorn, `workers`, LOG_LEVEL WARNING unless `settings` say otherwise) with one
+    caller allowed every organizer. For the bench and the fuzzer; stopped on exit."""
+    setup = default_config(root, any_user=True, global_access_policy=True)
+    caller = Caller(caller_id, secrets.token_urlsafe(32), ["*"])
+    clients = write_clients_file(root / "clients.json", [caller])
+    with ExitStack() as stopping:
+        if redis_url is None:
+            redis_server = RedisServer(root / "redis").start()
+            stopping.callback(redis_server.stop)
+            redis_url = redis_server.url
+        emulator = stopping.enter_context(start_emulator(root, setup.config))
+        settings = {"AZURE_CLIENT_SECRET": setup.client_secret, "LOG_LEVEL": "WARNING", **settings}
+        env = service_environment(
+            emulator, setup.tenant_id, setup.client_id, redis_url, clients, **settings
+        )
+        service = ServiceProcess(root / "service", env, workers=workers).start()
+        stopping.callback(service.stop)
+        yield service, caller
 
 
 # Checks every Client runs on each answer it receives, while they are listed here (opt-in:
