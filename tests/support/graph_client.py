@@ -47,23 +47,13 @@ class GraphClient:
     ) -> requests.Response:
         if valid_request:
             validator("createOrGetRequestBody", version).validate(body)
-        response = self.http.post(
-            f"{self.emulator.base_url}/{version}/users/{user_id}/onlineMeetings/createOrGet",
-            json=body,
-            headers=self._headers(token, headers),
-            timeout=30,
-        )
-        return self.checked(response, version)
+        url = f"{self.emulator.base_url}/{version}/users/{user_id}/onlineMeetings/createOrGet"
+        return self._send("POST", url, version, token, headers, body)
 
     def get_meeting(
         self, user_id: str, meeting_id: str, version: str = "v1.0", *, token: str | None = None
     ) -> requests.Response:
-        response = self.http.get(
-            self._meeting_url(user_id, meeting_id, version),
-            headers=self._headers(token, None),
-            timeout=30,
-        )
-        return self.checked(response, version)
+        return self._send("GET", self._meeting_url(user_id, meeting_id, version), version, token)
 
     def update_meeting(
         self,
@@ -78,21 +68,28 @@ class GraphClient:
         """PATCH; the body is checked against the contract's PATCH schema first."""
         if valid_request:
             validator("onlineMeeting", version).validate(body)
-        response = self.http.patch(
-            self._meeting_url(user_id, meeting_id, version),
-            json=body,
-            headers=self._headers(token, None),
-            timeout=30,
-        )
-        return self.checked(response, version)
+        url = self._meeting_url(user_id, meeting_id, version)
+        return self._send("PATCH", url, version, token, body=body)
 
     def delete_meeting(
         self, user_id: str, meeting_id: str, version: str = "v1.0", *, token: str | None = None
     ) -> requests.Response:
-        response = self.http.delete(
-            self._meeting_url(user_id, meeting_id, version),
-            headers=self._headers(token, None),
-            timeout=30,
+        url = self._meeting_url(user_id, meeting_id, version)
+        return self._send("DELETE", url, version, token)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        version: str,
+        token: str | None,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+    ) -> requests.Response:
+        """One Graph request (a JSON body only when given), its answer checked."""
+        json_body = {} if body is None else {"json": body}
+        response = self.http.request(
+            method, url, headers=self._headers(token, headers), timeout=30, **json_body
         )
         return self.checked(response, version)
 

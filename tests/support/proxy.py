@@ -18,35 +18,30 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import BinaryIO
 
 import requests
-from local_stack.processes import START_TIMEOUT, free_port, stop_process, wait_for_start
 from local_stack.proxy import proxy_values, start_proxy
+
+from tests.support.stack import LoopbackServer
 
 
 @dataclass
-class ProxyProcess:
+class ProxyProcess(LoopbackServer):
     """nginx listening on 127.0.0.1:`port`, proxying to `upstream` ("127.0.0.1:port").
 
     `service_env` supplies the service's settings the template uses (MAX_BODY_BYTES,
     GUNICORN_TIMEOUT; their defaults otherwise); `overrides` replaces any template value,
-    e.g. PROXY_HEADER_TIMEOUT="3s" for a fast test."""
+    e.g. PROXY_HEADER_TIMEOUT="3s" for a fast test. `stop()` is the fast shutdown (SIGTERM)
+    Ctrl-C of `make run` does."""
 
-    directory: Path
     upstream: str
     service_env: Mapping[str, str] = field(default_factory=dict)
     overrides: dict[str, str] = field(default_factory=dict)
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "nginx.log"
+    NAME = "nginx"
+    LOG_NAME = "nginx.log"
+    HEALTH_PATH = "/_proxy/healthz"
 
     @property
     def values(self) -> dict[str, str]:
@@ -58,28 +53,8 @@ class ProxyProcess:
             **self.overrides,
         )
 
-    def start(self) -> ProxyProcess:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.process = start_proxy(
-            self.directory, self.values, stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-        wait_for_start(self.process, self.healthy, "nginx", START_TIMEOUT, self.log)
-        return self
-
-    def healthy(self) -> bool:
-        try:
-            return requests.get(f"{self.url}/_proxy/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        """Fast shutdown (SIGTERM), as Ctrl-C of `make run` does."""
-        stop_process(self.process)
+    def launch(self, log: BinaryIO) -> subprocess.Popen[bytes]:
+        return start_proxy(self.directory, self.values, stdout=log, stderr=subprocess.STDOUT)
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, ClassVar, Self
 
 import requests
 from local_stack.api_server import service_environment, start_gunicorn
@@ -29,14 +29,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
-class ServiceProcess:
-    """The service under gunicorn, with the same entry point as production."""
+class LoopbackServer:
+    """A process of the stack serving HTTP on 127.0.0.1:`port`, its output in
+    `directory`/`LOG_NAME`; `start()` returns once `HEALTH_PATH` answers 200."""
 
     directory: Path
-    env: dict[str, str]
-    workers: int = 2
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
+    port: int = field(default_factory=free_port, kw_only=True)
+    process: subprocess.Popen[bytes] | None = field(default=None, kw_only=True)
+
+    NAME: ClassVar[str]
+    LOG_NAME: ClassVar[str]
+    HEALTH_PATH: ClassVar[str]
+    STOP_TIMEOUT: ClassVar[float] = 10.0
 
     @property
     def url(self) -> str:
@@ -44,27 +48,23 @@ class ServiceProcess:
 
     @property
     def log_path(self) -> Path:
-        return self.directory / "service.log"
+        return self.directory / self.LOG_NAME
 
-    def start(self) -> ServiceProcess:
+    def launch(self, log: BinaryIO) -> subprocess.Popen[bytes]:
+        """Start the process, its output to `log`."""
+        raise NotImplementedError
+
+    def start(self) -> Self:
         self.directory.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            "GUNICORN_BIND": f"127.0.0.1:{self.port}",
-            "GUNICORN_WORKERS": str(self.workers),
-            "PROMETHEUS_MULTIPROC_DIR": str(self.directory / "prometheus"),
-            **self.env,
-        }
-        log = self.log_path.open("ab")
-        self.process = start_gunicorn(env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        wait_for_start(self.process, self.healthy, "gunicorn", START_TIMEOUT, self.log)
+        with self.log_path.open("ab") as log:
+            self.process = self.launch(log)
+        wait_for_start(self.process, self.healthy, self.NAME, START_TIMEOUT, self.log)
         return self
 
     def healthy(self) -> bool:
-        """Whether /healthz answers 200 (the process itself may have exited)."""
+        """Whether `HEALTH_PATH` answers 200 (the process itself may have exited)."""
         try:
-            return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            return requests.get(f"{self.url}{self.HEALTH_PATH}", timeout=1).status_code == 200
         except requests.RequestException:
             return False
 
@@ -72,7 +72,31 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        stop_process(self.process, 20)
+        """SIGTERM (graceful for gunicorn, fast for nginx), then SIGKILL after STOP_TIMEOUT."""
+        stop_process(self.process, self.STOP_TIMEOUT)
+
+
+@dataclass
+class ServiceProcess(LoopbackServer):
+    """The service under gunicorn, with the same entry point as production."""
+
+    env: dict[str, str]
+    workers: int = 2
+
+    NAME = "gunicorn"
+    LOG_NAME = "service.log"
+    HEALTH_PATH = "/healthz"
+    STOP_TIMEOUT = 20.0
+
+    def launch(self, log: BinaryIO) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "GUNICORN_BIND": f"127.0.0.1:{self.port}",
+            "GUNICORN_WORKERS": str(self.workers),
+            "PROMETHEUS_MULTIPROC_DIR": str(self.directory / "prometheus"),
+            **self.env,
+        }
+        return start_gunicorn(env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
 
 
 @contextmanager
