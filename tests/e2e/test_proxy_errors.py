@@ -205,7 +205,8 @@ def test_gunicorn_down_gets_502_upstream_unavailable(start_service, tmp_path):
         assert response.headers["X-Request-ID"] == "down-1"
         assert problem["instance"] == "/v1/meetings/b-1"
         assert "retry" in problem["detail"]
-        assert '"proxy answered 502"' in proxy.log()  # and logged as a JSON line
+        # and logged as a JSON line (nginx writes it after sending the answer)
+        wait_until(lambda: '"proxy answered 502"' in proxy.log(), 5, "the 502 logged", proxy.log)
         # The proxy itself stays alive for its probes.
         assert requests.get(f"{proxy.url}/_proxy/healthz", timeout=5).status_code == 200
     finally:
