@@ -262,6 +262,8 @@ class Cluster:
             )
             assert create.returncode == 0, create.stdout + create.stderr
             wait_until(self.healthy, 30, "the cluster to be ok on every node")
+            # Until then a replica holds nothing: a failover would lose everything.
+            wait_until(self.replicas_synced, 30, "every replica to finish its first sync")
         except BaseException:
             self.stop()
             raise
@@ -294,6 +296,17 @@ class Cluster:
                 return False
         return True
 
+    def replicas_synced(self) -> bool:
+        synced = 0
+        for node in self.nodes:
+            with contextlib.closing(node.client()) as client:
+                replication = client.info("replication")
+            if replication["role"] == "slave":
+                if replication.get("master_link_status") != "up":
+                    return False
+                synced += 1
+        return synced == len(self.nodes) // 2
+
     def node_at(self, port: int) -> Node:
         return next(node for node in self.nodes if node.port == port)
 
@@ -310,6 +323,40 @@ class Cluster:
             except redis.RedisError:
                 continue
         raise AssertionError(f"no running node knows who serves slot {slot}")
+
+    def owners(self) -> list[tuple[int, int, int]]:
+        """(first slot, last slot, port of the primary) as a running node sees it now."""
+        for node in self.nodes:
+            if node.running:
+                with contextlib.closing(node.client()) as client:
+                    found = client.execute_command("CLUSTER", "SLOTS")
+                return [(start, end, int(primary[1])) for start, end, primary, *_ in found]
+        raise AssertionError("no node is running")
+
+    def node_id(self, node: Node) -> str:
+        with contextlib.closing(node.client()) as client:
+            return str(client.execute_command("CLUSTER", "MYID"))
+
+    def migrate_slot(self, slot: int, source: Node, target: Node) -> int:
+        """Move one slot and its keys from `source` to `target` as `redis-cli --cluster
+        reshard` does (IMPORTING/MIGRATING, MIGRATE in batches, then SETSLOT NODE on every
+        primary); clients meanwhile get ASK for keys already moved. The keys moved."""
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        moved = 0
+        with contextlib.closing(source.client()) as src, contextlib.closing(target.client()) as dst:
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+                moved += len(keys)
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+            src.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        for node in self.nodes:
+            if node.running and node not in (source, target):
+                with contextlib.closing(node.client()) as client:
+                    if client.execute_command("ROLE")[0] == "master":
+                        client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        return moved
 
     def replica_of(self, primary: Node) -> Node:
         with contextlib.closing(primary.client()) as client:
@@ -340,7 +387,9 @@ class SentinelGroup:
 
     def start(self) -> SentinelGroup:
         try:
-            self.primary = Node(self.directory / "primary").start()
+            self.primary = Node(
+                self.directory / "primary", extra=["--repl-diskless-sync-delay", "0"]
+            ).start()
             self.replica = Node(
                 self.directory / "replica",
                 extra=["--replicaof", "127.0.0.1", str(self.primary.port)],
