@@ -10,9 +10,10 @@ import json
 import os
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
+from urllib.parse import unquote
 
 from service.callers import Caller, CallerRegistryError, load_callers
 from service.clouds import CLOUDS, Cloud
@@ -24,6 +25,20 @@ T = TypeVar("T")
 DEFAULT_EXTERNAL_ID_NAMESPACE = uuid.UUID("6f1c1d0e-3a51-4f0c-9d7e-4b1f6f0d2a11")
 
 API_VERSIONS = ("v1.0", "beta")
+
+# REDIS_URL's schemes: the names the `limits` library (Flask-Limiter) uses, so operators
+# recognise them. Each maps to (topology, TLS).
+Topology = Literal["single", "cluster", "sentinel"]
+REDIS_SCHEMES: dict[str, tuple[Topology, bool]] = {
+    "redis": ("single", False),
+    "rediss": ("single", True),
+    "unix": ("single", False),
+    "redis+cluster": ("cluster", False),
+    "rediss+cluster": ("cluster", True),
+    "redis+sentinel": ("sentinel", False),
+    "rediss+sentinel": ("sentinel", True),
+}
+DEFAULT_PORTS: dict[Topology, int] = {"single": 6379, "cluster": 6379, "sentinel": 26379}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -52,6 +67,96 @@ class Credential:
         if self.certificate_path is not None:
             return "certificate"
         return "federated"
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """Which Redis to reach and how: REDIS_URL parsed, plus the TLS files.
+
+    One node (`redis://`, `rediss://`, `unix://`) keeps the URL as given, for redis-py's own
+    `from_url` (its query options keep working); a cluster lists its seed nodes and a
+    Sentinel group its sentinels, with the Redis service name and database.
+    """
+
+    topology: Topology
+    tls: bool
+    url: str = field(repr=False)  # may hold the password
+    nodes: tuple[tuple[str, int], ...] = ()  # cluster seeds, or the sentinels
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    service_name: str | None = None  # Sentinel: the monitored primary's name
+    db: int = 0
+    ca_bundle: Path | None = None  # REDIS_CA_BUNDLE: trusted instead of the system's CAs
+    client_cert: Path | None = None  # REDIS_CLIENT_CERT / REDIS_CLIENT_KEY: mutual TLS
+    client_key: Path | None = None
+
+
+class RedisUrlError(ValueError):
+    """REDIS_URL is not one of the documented forms (the message never holds a password)."""
+
+
+def parse_redis_url(url: str) -> RedisTarget:
+    """REDIS_URL as a RedisTarget; RedisUrlError naming the problem otherwise.
+
+    redis+cluster://[user:password@]host:port[,host:port...]
+    redis+sentinel://[user:password@]host:port[,host:port...]/service-name[/db]
+    (and rediss+...: TLS); redis://, rediss://, unix:// as redis-py reads them.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        raise RedisUrlError("is not a URL (expected e.g. redis://host:6379/0)")
+    found = REDIS_SCHEMES.get(scheme.lower())
+    if found is None:
+        raise RedisUrlError(
+            f"has the unknown scheme {scheme[:20]!r}; use one of {', '.join(REDIS_SCHEMES)}"
+        )
+    topology, tls = found
+    location, _, path = rest.partition("/")
+    if "?" in location or "#" in location:
+        location, path = location.split("?", 1)[0].split("#", 1)[0], ""
+    userinfo, at, hosts = location.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    if topology == "single":
+        if scheme.lower() != "unix" and "," in hosts:
+            raise RedisUrlError("lists several hosts; for a cluster use redis+cluster://")
+        if scheme.lower() != "unix":
+            _nodes(hosts, DEFAULT_PORTS[topology])  # a bad port is found here, not later
+        return RedisTarget(topology, tls, url, username=username, password=password)
+    nodes = _nodes(hosts, DEFAULT_PORTS[topology])
+    if "?" in path or "#" in path or "?" in rest:
+        raise RedisUrlError("has query options, which cluster and Sentinel URLs do not take")
+    parts = [part for part in path.split("/") if part]
+    if topology == "cluster":
+        if parts and parts != ["0"]:
+            raise RedisUrlError("has a database number: a Redis Cluster has only database 0")
+        return RedisTarget(topology, tls, url, nodes, username, password)
+    if not parts:
+        raise RedisUrlError("names no Sentinel service: redis+sentinel://host:port/<service-name>")
+    if len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
+        raise RedisUrlError("must end in /<service-name> or /<service-name>/<db number>")
+    db = int(parts[1]) if len(parts) == 2 else 0
+    return RedisTarget(topology, tls, url, nodes, username, password, unquote(parts[0]), db)
+
+
+def _nodes(hosts: str, default_port: int) -> tuple[tuple[str, int], ...]:
+    nodes = []
+    for entry in hosts.split(","):
+        entry = entry.strip()
+        if entry.startswith("["):  # an IPv6 address: [::1]:6379
+            host, _, port = entry[1:].partition("]")
+            port = port.removeprefix(":")
+        else:
+            host, _, port = entry.partition(":")
+        if not host:
+            raise RedisUrlError("has an empty host")
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise RedisUrlError(f"has the invalid port {port[:10]!r} for host {host[:100]!r}")
+        nodes.append((host, int(port) if port else default_port))
+    return tuple(nodes)
 
 
 @dataclass(frozen=True)
@@ -94,6 +199,7 @@ class Settings:
     graph_ca_bundle: Path | None
     redis_url: str
     callers: Mapping[str, Caller]
+    redis: RedisTarget
     external_id_namespace: uuid.UUID = DEFAULT_EXTERNAL_ID_NAMESPACE
     booking_ttl_seconds: int = 30 * 24 * 3600
     max_body_bytes: int = 64 * 1024
@@ -262,6 +368,30 @@ class _Reader:
             return Credential(certificate_path=certificate)
         return Credential(federated_token_file=federated)
 
+    def redis(self) -> RedisTarget:
+        url = self.required(
+            "REDIS_URL",
+            "e.g. redis://127.0.0.1:6379/0, rediss+cluster://host:6380 or "
+            "redis+sentinel://host:26379/mymaster",
+        )
+        ca_bundle = self.existing_file("REDIS_CA_BUNDLE")
+        client_cert = self.existing_file("REDIS_CLIENT_CERT")
+        client_key = self.existing_file("REDIS_CLIENT_KEY")
+        if (client_cert is None) != (client_key is None):
+            self.problems.append("set both REDIS_CLIENT_CERT and REDIS_CLIENT_KEY, or neither")
+        try:
+            target = parse_redis_url(url) if url else RedisTarget("single", False, url)
+        except RedisUrlError as error:
+            # Never the URL itself: it may hold the password.
+            self.problems.append(f"REDIS_URL {error}")
+            return RedisTarget("single", False, url)
+        if not target.tls and (ca_bundle or client_cert or client_key):
+            self.problems.append(
+                "REDIS_CA_BUNDLE, REDIS_CLIENT_CERT and REDIS_CLIENT_KEY need a TLS REDIS_URL "
+                "(rediss://, rediss+cluster:// or rediss+sentinel://)"
+            )
+        return replace(target, ca_bundle=ca_bundle, client_cert=client_cert, client_key=client_key)
+
     def pools(self) -> dict[str, tuple[str, ...]]:
         """ORGANIZER_POOLS_FILE: {"pools": {"<name>": ["<organizer object id>", ...]}}."""
         path = self.existing_file("ORGANIZER_POOLS_FILE")
@@ -313,6 +443,7 @@ class _Reader:
             except CallerRegistryError as error:
                 self.problems.extend(f"CLIENTS_FILE: {problem}" for problem in error.problems)
 
+        redis = self.redis()
         settings = Settings(
             tenant_id=self.guid("AZURE_TENANT_ID", "the Entra tenant (directory) ID"),
             client_id=self.guid("AZURE_CLIENT_ID", "the app registration's client ID"),
@@ -322,8 +453,9 @@ class _Reader:
             graph_base_url=self.url("GRAPH_BASE_URL", cloud.graph_root),
             graph_api_version=api_version,
             graph_ca_bundle=self.existing_file("GRAPH_CA_BUNDLE"),
-            redis_url=self.required("REDIS_URL", "e.g. redis://127.0.0.1:6379/0"),
+            redis_url=redis.url,
             callers=callers,
+            redis=redis,
             external_id_namespace=self.convert(
                 "EXTERNAL_ID_NAMESPACE", DEFAULT_EXTERNAL_ID_NAMESPACE, uuid.UUID, "a UUID"
             ),

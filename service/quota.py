@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from prometheus_client.core import GaugeMetricFamily
+from redis.cluster import RedisCluster
 
 from service import metrics
 from service.errors import QuotaExhausted, StoreUnavailable
@@ -25,7 +26,12 @@ logger = logging.getLogger(__name__)
 
 # Count one more meeting for an organizer this month unless that would pass the limit:
 # check and increment in one step, so concurrent requests cannot both take the last one.
+# ARGV[3] is the month's count under the name used before hash tags: a new counter starts
+# from it, so an upgrade does not hand out the month's meetings again.
 RESERVE_UNDER_LIMIT = """
+if redis.call('exists', KEYS[1]) == 0 and tonumber(ARGV[3]) > 0 then
+    redis.call('set', KEYS[1], ARGV[3], 'EX', ARGV[2])
+end
 local created = redis.call('incr', KEYS[1])
 if created == 1 then
     redis.call('expire', KEYS[1], ARGV[2])
@@ -40,8 +46,25 @@ return created
 COUNTER_TTL_SECONDS = 40 * 24 * 3600
 
 
+QUOTA_PREFIX = f"{KEY_PREFIX}:quota:"
+
+
 def counter_key(organizer_id: str, month: str) -> str:
-    return f"{KEY_PREFIX}:quota:{organizer_id}:{month}"
+    """`{organizer}` is a Redis Cluster hash tag: an organizer's counters share one slot."""
+    return f"{QUOTA_PREFIX}{{{organizer_id}}}:{month}"
+
+
+def legacy_counter_key(organizer_id: str, month: str) -> str:
+    """The name before hash tags; still read (see reserve, created) until such counters
+    expire, COUNTER_TTL_SECONDS after the upgrade."""
+    return f"{QUOTA_PREFIX}{organizer_id}:{month}"
+
+
+def organizer_of(counter: str, month: str) -> tuple[str, bool]:
+    """(organizer id, written under the hash-tagged name) of a counter key of `month`."""
+    organizer = counter[len(QUOTA_PREFIX) : -len(f":{month}")]
+    tagged = organizer.startswith("{") and organizer.endswith("}")
+    return (organizer[1:-1] if tagged else organizer), tagged
 
 
 class MonthlyCounters:
@@ -50,38 +73,70 @@ class MonthlyCounters:
 
     def __init__(self, store: BookingStore) -> None:
         self.store = store
-        self._reserve = store.client.register_script(RESERVE_UNDER_LIMIT)
 
     def reserve(self, organizer_id: str, month: str, limit: int) -> int | None:
         """Count a meeting for the organizer's month; the new count, or None at the limit."""
-        created = self.store.run(
-            lambda: self._reserve(
-                keys=[counter_key(organizer_id, month)], args=[limit, COUNTER_TTL_SECONDS]
+
+        def count() -> int:
+            client = self.store.client
+            # Only read while the new counter does not exist yet, by the script; one GET per
+            # meeting about to be created is nothing next to the Graph call it precedes.
+            seed = client.get(legacy_counter_key(organizer_id, month)) or 0
+            created = self.store.script(RESERVE_UNDER_LIMIT)(
+                keys=[counter_key(organizer_id, month)],
+                args=[limit, COUNTER_TTL_SECONDS, int(str(seed))],
             )
-        )
-        return None if int(created) < 0 else int(created)
+            return int(str(created))
+
+        created = self.store.run(count)
+        return None if created < 0 else created
 
     def unreserve(self, organizer_id: str, month: str) -> None:
         self.store.run(lambda: self.store.client.decr(counter_key(organizer_id, month)))
 
     def created(self, organizer_ids: list[str], month: str) -> list[int]:
-        keys = [counter_key(organizer_id, month) for organizer_id in organizer_ids]
-        found = self.store.run(lambda: self.store.client.mget(keys))
-        return [int(value or 0) for value in found]
+        """Each organizer's count; one pipeline, split by redis-py per cluster node (a
+        cross-slot MGET would be refused by a cluster)."""
+
+        def read() -> list[int]:
+            pipe = self.store.client.pipeline(transaction=False)
+            for organizer_id in organizer_ids:
+                pipe.get(counter_key(organizer_id, month))
+                pipe.get(legacy_counter_key(organizer_id, month))
+            values = pipe.execute()
+            return [
+                int(new if new is not None else (old or 0))
+                for new, old in zip(values[::2], values[1::2], strict=True)
+            ]
+
+        return self.store.run(read)
 
     def created_in(self, month: str, most: int = 10_000) -> dict[str, int]:
-        """Every organizer's count for a month (for /metrics); at most `most` organizers."""
-        client = self.store.client
+        """Every organizer's count for a month (for /metrics), from every primary of a
+        cluster; at most `most` counters."""
 
         def scan() -> dict[str, int]:
-            keys = []
-            for found in client.scan_iter(match=counter_key("*", month), count=500):
+            client = self.store.client
+            # A cluster's SCAN runs on the nodes named; each primary holds its own slots.
+            where = (
+                {"target_nodes": RedisCluster.PRIMARIES} if isinstance(client, RedisCluster) else {}
+            )
+            keys: list[str] = []
+            for found in client.scan_iter(match=f"{QUOTA_PREFIX}*:{month}", count=500, **where):
                 keys.append(str(found))
                 if len(keys) >= most:
                     break
-            values = client.mget(keys) if keys else []
-            prefix, suffix = len(f"{KEY_PREFIX}:quota:"), len(f":{month}")
-            return {k[prefix:-suffix]: int(v or 0) for k, v in zip(keys, values, strict=True)}
+            pipe = client.pipeline(transaction=False)
+            for found in keys:
+                pipe.get(found)
+            values = pipe.execute() if keys else []
+            counts: dict[str, int] = {}
+            legacy: dict[str, int] = {}
+            for found, value in zip(keys, values, strict=True):
+                organizer, tagged = organizer_of(found, month)
+                (counts if tagged else legacy)[organizer] = int(value or 0)
+            # A counter not yet carried over from its old name still counts.
+            return {**legacy, **counts}
 
         return self.store.run(scan)
 

@@ -8,23 +8,28 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
+from redis.commands.core import Script
+from redis.exceptions import RedisClusterException
 
-from service import metrics
+from service import metrics, redis_client
 from service.config import Settings
 from service.errors import StoreUnavailable
 from service.record import BookingRecord, NewerRecord, UnreadableRecord
+from service.redis_client import RedisClient
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 KEY_PREFIX = "mps:v1"
 STORE_RETRY_AFTER = 2.0
+# What a Redis failure can raise: redis-py's errors, and its cluster client's own family
+# (SlotNotCoveredError, "cannot be connected"), which is not a RedisError.
+REDIS_FAILURES = (redis.RedisError, RedisClusterException)
 
 # Delete the lock only if it still holds our token: a lock that expired and was taken by
 # another request must not be released by us.
@@ -41,41 +46,77 @@ def new_lock_token() -> str:
 
 
 def key(kind: str, caller_id: str, booking_id: str) -> str:
-    """The one place Redis keys are spelled. Caller ids cannot contain ':', so the key is
-    unambiguous even though booking ids can."""
+    """The one place a booking's Redis keys are spelled.
+
+    `{caller:booking}` is a Redis Cluster hash tag: a key's slot is computed from the text
+    between its first `{` and the next `}`, so a booking's record and lock share one slot
+    (one primary, failing over together). Neither caller ids nor booking ids can contain
+    `{` or `}` (service.callers, service.schemas), so the tag is exactly caller:booking, and
+    caller ids cannot contain ':', so it is unambiguous even though booking ids can.
+    """
+    return f"{KEY_PREFIX}:{kind}:{{{caller_id}:{booking_id}}}"
+
+
+def legacy_key(kind: str, caller_id: str, booking_id: str) -> str:
+    """The name releases before hash tags used (`mps:v1:booking:<caller>:<booking>`).
+
+    Records written under it are still read (see BookingStore.get) and are never written
+    again; they expire after BOOKING_TTL_SECONDS, after which this fallback can go.
+    """
     return f"{KEY_PREFIX}:{kind}:{caller_id}:{booking_id}"
 
 
 class BookingStore:
-    def __init__(self, client: redis.Redis, *, ttl_seconds: int, lock_ttl: float) -> None:
-        self.client = client
+    def __init__(
+        self,
+        client: RedisClient | Callable[[], RedisClient],
+        *,
+        ttl_seconds: int,
+        lock_ttl: float,
+    ) -> None:
+        """`client`, or a function that builds it on first use (a RedisCluster connects when
+        built; built here inside `run`, an unreachable cluster is a StoreUnavailable like
+        any outage, not a service that cannot start)."""
+        self._client: RedisClient | None = None if callable(client) else client
+        self._build = client if callable(client) else None
+        self._building = threading.Lock()
+        self._scripts: dict[str, Script] = {}
         self.ttl_seconds = ttl_seconds
         self.lock_ttl_ms = int(lock_ttl * 1000)
-        self._release = client.register_script(RELEASE_IF_OWNER)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BookingStore:
-        client = redis.Redis.from_url(
-            settings.redis_url,
-            # Short timeouts: a Redis outage must cost a request milliseconds, not the
-            # caller's whole timeout (the service degrades without Redis, see provisioning).
-            socket_timeout=settings.redis_timeout,
-            socket_connect_timeout=settings.redis_timeout,
-            # Check idle pooled connections before use, so a Redis restart is noticed on
-            # the next command rather than by a failed one.
-            health_check_interval=10,
-            retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
-            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-            decode_responses=True,
+        return cls(
+            lambda: redis_client.build(settings.redis, settings.redis_timeout),
+            ttl_seconds=settings.booking_ttl_seconds,
+            lock_ttl=settings.lock_ttl,
         )
-        return cls(client, ttl_seconds=settings.booking_ttl_seconds, lock_ttl=settings.lock_ttl)
+
+    @property
+    def client(self) -> RedisClient:
+        """The Redis client; use it inside `run`, where building it may fail."""
+        if self._client is None:
+            with self._building:
+                if self._client is None:
+                    assert self._build is not None
+                    self._client = self._build()
+        return self._client
+
+    def script(self, source: str) -> Script:
+        """A Lua script, registered with the client once (EVALSHA, loaded on NOSCRIPT)."""
+        found = self._scripts.get(source)
+        if found is None:
+            found = self._scripts[source] = self.client.register_script(source)
+        return found
 
     def run(self, operation: Callable[[], T]) -> T:
         """Run a Redis operation; any Redis failure becomes StoreUnavailable."""
         try:
             result = operation()
-        except redis.RedisError as error:
+        except REDIS_FAILURES as error:
             metrics.redis_up.set(0)
+            # The error's class only: its text can name hosts, never needed here, and
+            # must never carry a credential into the log.
             logger.warning("redis unavailable: %s", type(error).__name__)
             raise StoreUnavailable(
                 "The booking store (Redis) is unavailable.", STORE_RETRY_AFTER
@@ -84,7 +125,15 @@ class BookingStore:
         return result
 
     def get(self, caller_id: str, booking_id: str) -> BookingRecord | None:
-        raw = self.run(lambda: self.client.get(key("booking", caller_id, booking_id)))
+        def read() -> object:
+            found = self.client.get(key("booking", caller_id, booking_id))
+            if found is None:
+                # Written before hash tags: an upgrade must not lose a record (a lost
+                # cancellation would let a re-booking reuse the cancelled externalId).
+                found = self.client.get(legacy_key("booking", caller_id, booking_id))
+            return found
+
+        raw = self.run(read)
         if raw is None:
             return None
         try:
@@ -120,10 +169,11 @@ class BookingStore:
         return bool(self.run(lambda: self.client.get(lock)) == token)
 
     def release(self, caller_id: str, booking_id: str, token: str) -> None:
-        self.run(lambda: self._release(keys=[key("lock", caller_id, booking_id)], args=[token]))
+        lock = key("lock", caller_id, booking_id)
+        self.run(lambda: self.script(RELEASE_IF_OWNER)(keys=[lock], args=[token]))
 
     def locked(self, caller_id: str, booking_id: str) -> bool:
         return bool(self.run(lambda: self.client.exists(key("lock", caller_id, booking_id))))
 
     def ping(self) -> bool:
-        return bool(self.run(self.client.ping))
+        return bool(self.run(lambda: self.client.ping()))

@@ -262,7 +262,8 @@ def test_the_service_accepts_the_rendered_settings(overlay, tmp_path: Path):
     assert settings.credential.kind == "federated"
     redis_url = urlsplit(settings.redis_url)
     if name == "prod":
-        assert redis_url.scheme == "rediss", "production Redis is reached over TLS"
+        assert redis_url.scheme == "rediss+cluster", "production Redis: a cluster, over TLS"
+        assert settings.redis.tls and settings.redis.topology == "cluster"
         assert redis_url.password == "pa%2Fss%2Bword%3D"
     else:
         assert redis_url.scheme == "redis"
@@ -326,11 +327,16 @@ def test_network_policy(overlay):
             sources.add(peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"])
     assert sources == {"booking-systems", "monitoring"}
     ports = egress_ports(policy)
-    assert set(ports) == {
-        53,
-        443,
-        urlsplit(container_env(docs, placeholder_secret)["REDIS_URL"]).port,
-    }
+    redis_url = urlsplit(container_env(docs, placeholder_secret)["REDIS_URL"])
+    expected = {53, 443, redis_url.port}
+    if redis_url.scheme.endswith("+cluster"):
+        # The shards of Azure Managed Redis (OSS clustering policy) listen on 85xx ports,
+        # learnt from the cluster: the range, to the Redis endpoint's subnet only.
+        expected.add(8500)
+        [shards] = [p for r in policy["spec"]["egress"] for p in r["ports"] if p["port"] == 8500]
+        assert shards.get("endPort") == 8599
+        assert ports[8500] == ports[redis_url.port]
+    assert set(ports) == expected
     assert ports[53][0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
     assert ports[443] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}}]
 

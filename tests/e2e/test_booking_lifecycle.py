@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from service.store import key
 from tests.support.contract import validator
 from tests.support.factories import booking
 from tests.support.problems import assert_problem
@@ -210,7 +211,7 @@ def test_rebooking_after_the_store_lost_the_cancellation(client, emulator, organ
     body = booking(organizer)
     first = client.post(body).json()
     assert client.delete(body["bookingId"]).status_code == 204
-    redis_server.client().delete(f"mps:v1:booking:booking-eu:{body['bookingId']}")
+    redis_server.client().delete(key("booking", "booking-eu", body["bookingId"]))
 
     again = client.post(body)
     assert again.status_code == 201, again.text
