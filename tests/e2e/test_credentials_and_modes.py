@@ -44,9 +44,10 @@ def test_tokens_are_cached_per_process(start_service, emulator, callers, organiz
 
 
 def test_a_graph_401_drops_the_cached_token_and_retries_once(
-    start_service, emulator, callers, organizer
+    start_service, own_emulator, callers, organizer
 ):
-    service = start_service(workers=1)
+    emulator = own_emulator  # revoking tokens cannot be undone on the shared emulator
+    service = start_service(workers=1, emulator=emulator)
     client = Client(service.url, callers["eu"].key)
     assert client.post(booking(organizer)).status_code == 201
     before = token_requests(emulator, "secret")

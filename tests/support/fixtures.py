@@ -76,9 +76,11 @@ def service_env(
 ) -> Callable[..., dict[str, str]]:
     """The environment of a service against the test stack, with a chosen credential."""
 
-    def build(credential: str = "secret", **overrides: str) -> dict[str, str]:
+    def build(
+        credential: str = "secret", emulator: EmulatorHandle | None = None, **overrides: str
+    ) -> dict[str, str]:
         env = service_environment(
-            emulator_process,
+            emulator or emulator_process,
             setup.tenant_id,
             setup.client_id,
             redis_server.url,
@@ -119,15 +121,32 @@ def start_service(
     """Start a service variant for one test: start_service(credential=..., VAR=value)."""
     started: list[ServiceProcess] = []
 
-    def start(credential: str = "secret", workers: int = 2, **overrides: str) -> ServiceProcess:
+    def start(
+        credential: str = "secret",
+        workers: int = 2,
+        emulator: EmulatorHandle | None = None,
+        **overrides: str,
+    ) -> ServiceProcess:
         directory = tmp_path / f"service-{len(started)}"
-        process = ServiceProcess(directory, service_env(credential, **overrides), workers=workers)
+        env = service_env(credential, emulator, **overrides)
+        process = ServiceProcess(directory, env, workers=workers)
         started.append(process)
         return process.start()
 
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def own_emulator(tmp_path: Path, setup: EmulatorSetup, organizer: str) -> Iterator[EmulatorHandle]:
+    """An emulator of this test's own (the shared configuration, and `organizer`), for what
+    cannot be undone on the shared one: revoking every token would leave the session
+    service's cached tokens refused, and a later test would count an extra 401 call. Start
+    the service with start_service(emulator=own_emulator)."""
+    with start_emulator(tmp_path, setup.config) as handle:
+        handle.set_user(setup.tenant_id, organizer, access_policy=True)
+        yield handle
 
 
 @pytest.fixture
