@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from local_stack.redis_server import RedisServer
 from redis.cluster import key_slot
 
 from service import quota, redis_client, store
@@ -255,43 +254,35 @@ def test_an_unreachable_cluster_is_a_store_outage_not_a_failed_start():
 # --- records under the names of releases before hash tags (single node) ------------------
 
 
-@pytest.fixture(scope="module")
-def single(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def single_store(single):
-    client = redis.Redis.from_url(single.url, decode_responses=True)
-    client.flushdb()
-    return BookingStore(client, ttl_seconds=3600, lock_ttl=5)
-
-
-def test_a_record_under_the_old_name_is_still_read(single, single_store):
+def test_a_record_under_the_old_name_is_still_read(module_redis, flushed_store):
     old = legacy_key("booking", "booking-eu", "room-42:x")
     assert old == "mps:v1:booking:booking-eu:room-42:x"  # as releases before wrote it
     tombstone = record("room-42:x").cancelled()
-    single.client().set(old, tombstone.to_json(), ex=3600)
-    found = single_store.get("booking-eu", "room-42:x")
+    module_redis.client().set(old, tombstone.to_json(), ex=3600)
+    found = flushed_store.get("booking-eu", "room-42:x")
     assert found is not None and found.status is Status.CANCELLED  # the tombstone survives
     rebooked = replace(record("room-42:x"), generation=1)
-    single_store.put("booking-eu", "room-42:x", rebooked)
-    assert single_store.get("booking-eu", "room-42:x") == rebooked  # the new name wins
-    assert single.client().get(key("booking", "booking-eu", "room-42:x")) == rebooked.to_json()
+    flushed_store.put("booking-eu", "room-42:x", rebooked)
+    assert flushed_store.get("booking-eu", "room-42:x") == rebooked  # the new name wins
+    assert (
+        module_redis.client().get(key("booking", "booking-eu", "room-42:x")) == rebooked.to_json()
+    )
 
 
-def test_a_counter_under_the_old_name_carries_on(single, single_store):
-    counters = MonthlyCounters(single_store)
+def test_a_counter_under_the_old_name_carries_on(module_redis, flushed_store):
+    counters = MonthlyCounters(flushed_store)
     other = "11111111-4792-4def-b2c9-c363a1bf41d5"
-    single.client().set(legacy_counter_key(ORGANIZER, "2031-02"), 7)
-    single.client().set(legacy_counter_key(other, "2031-02"), 3)
+    module_redis.client().set(legacy_counter_key(ORGANIZER, "2031-02"), 7)
+    module_redis.client().set(legacy_counter_key(other, "2031-02"), 3)
     assert counters.created([ORGANIZER, other], "2031-02") == [7, 3]
     assert counters.reserve(ORGANIZER, "2031-02", limit=9) == 8
     assert counters.reserve(ORGANIZER, "2031-02", limit=9) == 9
     assert counters.reserve(ORGANIZER, "2031-02", limit=9) is None
-    assert 0 < single.client().ttl(counter_key(ORGANIZER, "2031-02")) <= quota.COUNTER_TTL_SECONDS
+    assert (
+        0
+        < module_redis.client().ttl(counter_key(ORGANIZER, "2031-02"))
+        <= quota.COUNTER_TTL_SECONDS
+    )
     assert counters.created_in("2031-02") == {ORGANIZER: 9, other: 3}
 
 

@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import pytest
 import redis
-from local_stack.redis_server import RedisServer
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -19,16 +18,9 @@ from service.store import BookingStore, key
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def store(redis_server):
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+def store(module_redis):
+    client = redis.Redis.from_url(module_redis.url, decode_responses=True)
     client.flushdb()
     return BookingStore(client, ttl_seconds=3600, lock_ttl=0.3)
 
@@ -48,12 +40,12 @@ def record(booking_id: str = "b:1", **changes) -> BookingRecord:
     )
 
 
-def test_records_round_trip_with_the_ttl(store, redis_server):
+def test_records_round_trip_with_the_ttl(store, module_redis):
     stored = record()
     store.put("eu", "b:1", stored)
     assert store.get("eu", "b:1") == stored
-    assert 3590 < redis_server.client().ttl(key("booking", "eu", "b:1")) <= 3600
-    raw = json.loads(redis_server.client().get(key("booking", "eu", "b:1")))
+    assert 3590 < module_redis.client().ttl(key("booking", "eu", "b:1")) <= 3600
+    raw = json.loads(module_redis.client().get(key("booking", "eu", "b:1")))
     assert raw["formatVersion"] == FORMAT_VERSION
 
 
@@ -92,9 +84,9 @@ WRITTEN_BEFORE_RECORD_TYPE = {
 }
 
 
-def test_records_written_before_the_record_type_keep_loading(store, redis_server):
+def test_records_written_before_the_record_type_keep_loading(store, module_redis):
     for name, raw in WRITTEN_BEFORE_RECORD_TYPE.items():
-        redis_server.client().set(key("booking", "eu", name), raw)
+        module_redis.client().set(key("booking", "eu", name), raw)
     active = store.get("eu", "active")
     assert active.is_active and active.generation == 0
     assert active.booking_id == "room-42:2026-11-23T09:00"
@@ -109,17 +101,17 @@ def test_records_written_before_the_record_type_keep_loading(store, redis_server
     # Written back, each keeps every field it had, now with a format version.
     for name, raw in WRITTEN_BEFORE_RECORD_TYPE.items():
         store.put("eu", name, store.get("eu", name))
-        rewritten = json.loads(redis_server.client().get(key("booking", "eu", name)))
+        rewritten = json.loads(module_redis.client().get(key("booking", "eu", name)))
         assert rewritten.pop("formatVersion") == FORMAT_VERSION
         before = {"status": "active", "generation": 0, **json.loads(raw)}
         assert rewritten == before
 
 
-def test_an_unreadable_record_is_absent_and_a_newer_one_is_unavailable(store, redis_server):
-    redis_server.client().set(key("booking", "eu", "junk"), "[1, 2]")
+def test_an_unreadable_record_is_absent_and_a_newer_one_is_unavailable(store, module_redis):
+    module_redis.client().set(key("booking", "eu", "junk"), "[1, 2]")
     assert store.get("eu", "junk") is None
     newer = json.loads(record().to_json()) | {"formatVersion": FORMAT_VERSION + 1}
-    redis_server.client().set(key("booking", "eu", "newer"), json.dumps(newer))
+    module_redis.client().set(key("booking", "eu", "newer"), json.dumps(newer))
     with pytest.raises(StoreUnavailable):
         store.get("eu", "newer")
 

@@ -15,10 +15,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from local_stack.api_server import service_environment
 from local_stack.clients import Caller, write_clients_file
 from local_stack.redis_server import RedisServer
 
+from service.store import BookingStore
 from tests.support.emulator import EmulatorHandle, EmulatorSetup, default_config, start_emulator
 from tests.support.stack import Client, ServiceProcess
 
@@ -51,6 +53,22 @@ def redis_server(stack_dir: Path) -> Iterator[RedisServer]:
     server = RedisServer(stack_dir / "redis").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of the test module's own, which its tests may flush and fill."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def flushed_store(module_redis: RedisServer) -> BookingStore:
+    """A BookingStore on the module's own Redis, emptied first (locks live 5 s)."""
+    client = redis.Redis.from_url(module_redis.url, decode_responses=True)
+    client.flushdb()
+    return BookingStore(client, ttl_seconds=3600, lock_ttl=5)
 
 
 @pytest.fixture(scope="session")
