@@ -8,9 +8,11 @@ when they are spelled differently.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
+
+from service import options as meeting_options
 
 # The fields compared for the 409 rule, in the order they are reported.
 FINGERPRINT_FIELDS = (
@@ -22,6 +24,10 @@ FINGERPRINT_FIELDS = (
     "attendees",
     "chatInfo",
 )
+# The effective meeting options are compared member by member: a 409 names
+# `options.<member>`. A fingerprint without options (every record stored before options
+# existed, and every booking without any) means "no options requested".
+OPTIONS_FIELD = "options"
 
 
 def external_id(namespace: uuid.UUID, caller_id: str, booking_id: str, generation: int = 0) -> str:
@@ -112,6 +118,9 @@ class BookingRequest:
     attendees: tuple[Attendee, ...] = field(default_factory=tuple)
     chat_info: ChatInfo | None = None
     organizer_pool: str | None = None
+    # The meeting options asked for (service.options, checked); once the caller's
+    # defaults are overlaid (with_default_options), the effective options.
+    options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -125,6 +134,7 @@ class BookingRequest:
         end: datetime | None = None,
         attendees: list[Attendee] | None = None,
         chat_info: ChatInfo | None = None,
+        options: dict[str, Any] | None = None,
     ) -> BookingRequest:
         return cls(
             booking_id=booking_id,
@@ -135,7 +145,12 @@ class BookingRequest:
             end=end.astimezone(UTC) if end else None,
             attendees=normal_attendees(attendees or []),
             chat_info=chat_info,
+            options=meeting_options.overlay({}, options or {}),
         )
+
+    def with_default_options(self, defaults: dict[str, Any]) -> BookingRequest:
+        """The request with its caller's defaultOptions overlaid by its own options."""
+        return replace(self, options=meeting_options.overlay(defaults, self.options))
 
     def fingerprint(self) -> dict[str, Any]:
         """The normal form the 409 rule compares; JSON-ready, stored with the meeting."""
@@ -149,6 +164,9 @@ class BookingRequest:
             "endDateTime": graph_time(self.end) if self.end else None,
             "attendees": [a.to_api() for a in self.attendees],
             "chatInfo": self.chat_info.to_api() if self.chat_info else None,
+            # Only when there are any: such a fingerprint reads like one stored before
+            # options existed.
+            **({OPTIONS_FIELD: dict(self.options)} if self.options else {}),
         }
 
     def graph_body(self, external_id: str) -> dict[str, Any]:
@@ -170,8 +188,21 @@ class BookingRequest:
 
 
 def differing_fields(stored: dict[str, Any], requested: dict[str, Any]) -> list[str]:
-    """Names of the fingerprint fields in which two requests for one booking disagree."""
-    return [name for name in FINGERPRINT_FIELDS if stored.get(name) != requested.get(name)]
+    """Names of the fingerprint fields in which two requests for one booking disagree; an
+    option as `options.<member>`."""
+    differing = [name for name in FINGERPRINT_FIELDS if stored.get(name) != requested.get(name)]
+    return differing + [
+        f"{OPTIONS_FIELD}.{member}"
+        for member in meeting_options.differing_members(
+            stored.get(OPTIONS_FIELD), requested.get(OPTIONS_FIELD) or {}
+        )
+    ]
+
+
+def stored_options(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """The effective options a stored fingerprint holds (none in older records)."""
+    found = fingerprint.get(OPTIONS_FIELD)
+    return dict(found) if isinstance(found, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -182,6 +213,9 @@ class MeetingChange:
     start: datetime | None = None
     end: datetime | None = None
     attendees: tuple[Attendee, ...] | None = None  # the full new list when given
+    # Option members to change (service.options, checked), overlaid member by member on
+    # the booking's effective options.
+    options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -191,12 +225,14 @@ class MeetingChange:
         start: datetime | None = None,
         end: datetime | None = None,
         attendees: list[Attendee] | None = None,
+        options: dict[str, Any] | None = None,
     ) -> MeetingChange:
         return cls(
             subject=subject,
             start=start.astimezone(UTC) if start else None,
             end=end.astimezone(UTC) if end else None,
             attendees=None if attendees is None else normal_attendees(attendees),
+            options=meeting_options.overlay({}, options or {}),
         )
 
     def applied_to(self, fingerprint: dict[str, Any]) -> dict[str, Any]:
@@ -209,6 +245,10 @@ class MeetingChange:
             changed["endDateTime"] = graph_time(self.end)
         if self.attendees is not None:
             changed["attendees"] = [a.to_api() for a in self.attendees]
+        effective = meeting_options.overlay(stored_options(fingerprint), self.options)
+        changed.pop(OPTIONS_FIELD, None)
+        if effective:
+            changed[OPTIONS_FIELD] = effective
         return changed
 
     def graph_body(self) -> dict[str, Any]:

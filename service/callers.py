@@ -12,8 +12,11 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from service import options as meeting_options
 
 ANY_ORGANIZER = "*"
 # Caller ids end up in Redis keys and the externalId formula: keep them plain.
@@ -33,6 +36,9 @@ class Caller:
     id: str
     key_sha256: bytes
     organizers: frozenset[str]
+    # Meeting options for every booking of this caller, overlaid by a request's own
+    # `options` member by member (service.options); checked at start-up.
+    default_options: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def may_book_for(self, organizer_id: str) -> bool:
         return ANY_ORGANIZER in self.organizers or organizer_id.lower() in self.organizers
@@ -94,6 +100,15 @@ def load_callers(path: Path) -> dict[str, Caller]:
                 uuid.UUID(str(organizer))
             except ValueError:
                 problems.append(f'{where}.organizers: {organizer!r} is not a GUID or "*"')
+        default_options: dict[str, Any] = {}
+        if "defaultOptions" in entry:
+            try:
+                default_options = meeting_options.parse(entry["defaultOptions"])
+            except meeting_options.OptionsError as error:
+                problems.extend(
+                    f"{where}.defaultOptions{'' if name == '_schema' else '.' + name} {rule}"
+                    for name, rule in error.errors.items()
+                )
         if problems:
             continue
         assert isinstance(caller_id, str) and isinstance(digest, str)
@@ -102,6 +117,7 @@ def load_callers(path: Path) -> dict[str, Caller]:
             id=caller_id,
             key_sha256=bytes.fromhex(digest),
             organizers=frozenset(str(o).lower() for o in organizers),
+            default_options=default_options,
         )
     if problems:
         raise CallerRegistryError(problems)

@@ -219,6 +219,8 @@ class Settings:
     # Graph allows 2,000 meetings per organizer per month; refuse (429) at this many.
     organizer_monthly_limit: int = 2000
     organizer_pools: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Before a cancel's DELETE, PATCH the lobby and presenters to the organizer alone.
+    cancel_closes_lobby: bool = True
     server: ServerSettings = field(default_factory=ServerSettings)
 
     @property
@@ -280,6 +282,17 @@ class _Reader:
         except ValueError:
             self.problems.append(f"{name}={value!r} is not {expected}")
             return default
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if value.lower() in ("false", "0", "no", "off"):
+            return False
+        self.problems.append(f"{name}={value!r} is not true or false")
+        return default
 
     def positive(self, name: str, default: float) -> float:
         value = self.convert(name, default, float, "a number of seconds")
@@ -472,6 +485,7 @@ class _Reader:
             graph_circuit_cooldown=self.positive("GRAPH_CIRCUIT_COOLDOWN_SECONDS", 15.0),
             organizer_monthly_limit=self.count("ORGANIZER_MONTHLY_LIMIT", 2000),
             organizer_pools=self.pools(),
+            cancel_closes_lobby=self.flag("CANCEL_CLOSES_LOBBY", True),
             server=self.server(),
         )
         self.check_ordering(settings)

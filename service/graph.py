@@ -61,6 +61,7 @@ class _Call:
     body: dict[str, Any] | None
     accept: frozenset[int]
     not_found: str  # what a 404 means for this operation
+    prefer: str | None = None  # the Prefer header, e.g. include-unknown-enum-members
     # One id for all attempts, so Microsoft support can follow the whole call.
     client_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
@@ -125,7 +126,19 @@ class GraphClient:
             ),
         )
 
-    def create_or_get(self, organizer_id: str, body: dict[str, Any]) -> GraphResult:
+    def budget(self) -> Budget:
+        """A new budget of GRAPH_BUDGET_SECONDS, for calls that must share one (the
+        createOrGet and the options PATCH of one booking)."""
+        return Budget(self.budget_seconds)
+
+    def create_or_get(
+        self,
+        organizer_id: str,
+        body: dict[str, Any],
+        *,
+        prefer: str | None = None,
+        budget: Budget | None = None,
+    ) -> GraphResult:
         """POST /users/{organizer}/onlineMeetings/createOrGet, retried inside the budget.
 
         Retrying a POST is safe here only because createOrGet is idempotent on (tenant,
@@ -141,10 +154,20 @@ class GraphClient:
                 body,
                 accept=frozenset({200, 201}),
                 not_found=ORGANIZER_UNKNOWN,
+                prefer=prefer,
+                budget=budget,
             )
         )
 
-    def update(self, organizer_id: str, meeting_id: str, body: dict[str, Any]) -> GraphResult:
+    def update(
+        self,
+        organizer_id: str,
+        meeting_id: str,
+        body: dict[str, Any],
+        *,
+        prefer: str | None = None,
+        budget: Budget | None = None,
+    ) -> GraphResult:
         """PATCH /users/{organizer}/onlineMeetings/{id}. Retrying is safe: the same PATCH
         applied twice leaves the meeting as applying it once does."""
         return self._meeting(
@@ -156,6 +179,8 @@ class GraphClient:
                 body,
                 accept=frozenset({200}),
                 not_found=MEETING_GONE,
+                prefer=prefer,
+                budget=budget,
             )
         )
 
@@ -198,9 +223,12 @@ class GraphClient:
         *,
         accept: frozenset[int],
         not_found: str,
+        prefer: str | None = None,
+        budget: Budget | None = None,
     ) -> Sent:
         """One logical Graph call to /users/{organizer}/onlineMeetings{resource}: attempts
-        until an accepted status, inside the budget."""
+        until an accepted status, inside the budget (its own, or one shared with another
+        call)."""
         call = _Call(
             operation,
             method,
@@ -209,9 +237,10 @@ class GraphClient:
             body,
             accept,
             not_found,
+            prefer,
         )
         client_request_id = call.client_request_id
-        budget = Budget(self.budget_seconds)
+        budget = budget or Budget(self.budget_seconds)
         token_refreshed = False
         graph_failed = False  # counted towards the circuit once per call (service.breaker)
         while True:
@@ -277,6 +306,8 @@ class GraphClient:
             "return-client-request-id": "true",
             "Accept": "application/json",
         }
+        if call.prefer is not None:
+            headers["Prefer"] = call.prefer
         started = time.perf_counter()
         try:
             response = self.session.request(

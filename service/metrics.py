@@ -45,8 +45,19 @@ graph_retry_after = Counter(
 meetings = Counter(
     "mps_meetings_total",
     "Provisioning outcomes: created/existing (from Graph), replayed (from the store), "
-    "conflict (409), waited (single-flight followers)",
+    "conflict (409), waited (single-flight followers), options_applied (pending options "
+    "applied by a later POST), rescheduled, cancelled",
     ["outcome"],
+)
+options_pending = Counter(
+    "mps_meeting_options_pending_total",
+    "Bookings whose options PATCH after createOrGet failed past its budget (left pending for "
+    "the caller's retry)",
+)
+lobby_close_failures = Counter(
+    "mps_lobby_close_failures_total",
+    "Cancels whose closing PATCH (lobby and presenters to the organizer) failed; the DELETE "
+    "went ahead",
 )
 tokens = Counter("mps_token_acquisitions_total", "App tokens handed out, by source", ["source"])
 token_failures = Counter("mps_token_failures_total", "Token acquisitions that failed", ["reason"])

@@ -6,6 +6,13 @@ Three layers make it hold:
 2. the store answers repeats without calling Graph, and keeps the request's fingerprint so
    a repeat with other details is refused (409) instead of silently returning the old one;
 3. a per-booking lock in Redis lets one request call Graph while concurrent ones wait.
+
+Meeting options make provisioning two steps, both under the booking's lock and sharing
+one Graph budget: createOrGet, then (only if the meeting Graph returned lacks some of the
+effective options) one PATCH of just the differing members, then store. When the PATCH
+fails, the record is stored with its options pending and the error goes to the caller
+(503 + Retry-After): the next POST of the booking applies them without a second
+createOrGet. A booking whose options are in effect replays without calling Graph.
 """
 
 from __future__ import annotations
@@ -14,13 +21,21 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from service import booking_lock, metrics
+from service import options as meeting_options
+from service.backoff import Budget
 from service.booking import BookingRequest, differing_fields, external_id
 from service.callers import Caller
 from service.config import Settings
-from service.errors import BookingConflict, StoreUnavailable
+from service.errors import (
+    BookingConflict,
+    GraphTimeout,
+    GraphUnavailable,
+    ServiceError,
+    StoreUnavailable,
+)
 from service.graph import GraphClient, GraphResult
 from service.organizers import Organizers
 from service.quota import OrganizerQuota
@@ -77,6 +92,7 @@ class Provisioner:
 
     def provision(self, caller: Caller, request: BookingRequest) -> Outcome:
         self.organizers.check(caller, request)
+        request = request.with_default_options(caller.default_options)
         token = new_lock_token()
         try:
             return self._single_flight(caller, request, token)
@@ -91,12 +107,14 @@ class Provisioner:
             logger.warning("store unavailable, calling Graph directly")
             ext_id = external_id(self.namespace, caller.id, request.booking_id)
             try:
-                result = self.graph.create_or_get(request.organizer_id, request.graph_body(ext_id))
+                budget = self.graph.budget()
+                result = self._create_or_get(request, ext_id, budget)
+                outcome = self._outcome(request, ext_id, 0, result)
+                return replace(outcome, record=self._apply_options(outcome.record, budget))
             finally:
                 # A lock SET that timed out may still have landed in a stalled Redis; left
                 # there, it would hold up this booking until it expires.
                 booking_lock.release(self.store, caller.id, request.booking_id, token)
-            return self._outcome(request, ext_id, 0, result)
 
     def lookup(self, caller: Caller, booking_id: str) -> BookingRecord:
         return require_active(self.store.get(caller.id, booking_id), booking_id)
@@ -104,8 +122,10 @@ class Provisioner:
     def _single_flight(self, caller: Caller, request: BookingRequest, token: str) -> Outcome:
         for attempt in booking_lock.attempts(request.booking_id, self.wait_seconds, self.sleep):
             record = self.store.get(caller.id, request.booking_id)
-            if record is not None and record.is_active:
+            if record is not None and record.is_active and not record.options_pending:
                 return self._replay(record, request)
+            if record is not None and record.is_active:
+                self._check_same(record, request)  # a 409 needs no lock
             if self.store.acquire(caller.id, request.booking_id, token):
                 return self._as_owner(caller, request, token)
             if attempt == 0:
@@ -122,32 +142,116 @@ class Provisioner:
             # our lock.
             record = self.store.get(caller.id, request.booking_id)
             if record is not None and record.is_active:
+                if record.options_pending:
+                    return self._finish_options(caller, record, request)
                 return self._replay(record, request)
             # A cancelled booking booked again gets a new externalId generation, so Graph
             # cannot hand back the cancelled meeting.
             generation = record.generation + 1 if record else 0
             request = self.organizers.assign(caller, request)
             ext_id = external_id(self.namespace, caller.id, request.booking_id, generation)
+            budget = self.graph.budget()
             with self.quota.reserve(request.organizer_id) as reservation:
-                result = self.graph.create_or_get(request.organizer_id, request.graph_body(ext_id))
+                result = self._create_or_get(request, ext_id, budget)
                 if result.created:
                     reservation.keep()
             outcome = self._outcome(request, ext_id, generation, result)
-            try:
-                self.store.put(caller.id, request.booking_id, outcome.record)
-            except StoreUnavailable:
-                # The meeting exists and the caller gets it; a later request will ask Graph
-                # again and get the same meeting back.
-                logger.warning("meeting provisioned but not stored")
-            return outcome
+            record = self._apply_options_or_store(caller, outcome.record, budget)
+            self._store(caller, record)
+            return replace(outcome, record=record)
         finally:
             booking_lock.release(self.store, caller.id, request.booking_id, token)
 
-    def _replay(self, record: BookingRecord, request: BookingRequest) -> Outcome:
+    def _finish_options(
+        self, caller: Caller, record: BookingRecord, request: BookingRequest
+    ) -> Outcome:
+        """The second step of a booking whose first one (createOrGet) is stored: PATCH the
+        options, store, answer 200. No second createOrGet."""
+        self._check_same(record, request)
+        record = self._apply_options_or_store(caller, record, self.graph.budget())
+        self._store(caller, record)
+        metrics.meetings.labels(outcome="options_applied").inc()
+        return Outcome(record, created=False, replayed=False)
+
+    def _create_or_get(self, request: BookingRequest, ext_id: str, budget: Budget) -> GraphResult:
+        # With Prefer when an option needs it, so a meeting that already has, say, lobby
+        # scope `invited` is reported as such and not as unknownFutureValue.
+        prefer = (
+            meeting_options.PREFER_UNKNOWN_ENUM_MEMBERS
+            if meeting_options.needs_prefer(request.options)
+            else None
+        )
+        return self.graph.create_or_get(
+            request.organizer_id, request.graph_body(ext_id), prefer=prefer, budget=budget
+        )
+
+    def _apply_options_or_store(
+        self, caller: Caller, record: BookingRecord, budget: Budget
+    ) -> BookingRecord:
+        """Apply pending options; if that fails, store the record (options pending) before
+        the error reaches the caller, so the next POST does not call createOrGet again."""
+        try:
+            return self._apply_options(record, budget)
+        except ServiceError:
+            self._store(caller, record)
+            raise
+
+    def _apply_options(self, record: BookingRecord, budget: Budget) -> BookingRecord:
+        """One PATCH of the option members the meeting lacks; the record with Graph's answer."""
+        if not record.options_pending:
+            return record
+        body = meeting_options.patch_body(record.meeting, record.effective_options)
+        if not body:
+            return record.options_applied(None, None)
+        prefer = (
+            meeting_options.PREFER_UNKNOWN_ENUM_MEMBERS
+            if meeting_options.needs_prefer(body)
+            else None
+        )
+        try:
+            result = self.graph.update(
+                record.organizer_id,
+                record.meeting_id,
+                body,
+                prefer=prefer,
+                budget=Budget(budget.remaining()),
+            )
+        except (GraphUnavailable, GraphTimeout) as error:
+            logger.warning(
+                "meeting options not applied, left pending", extra={"reason": str(error)}
+            )
+            metrics.options_pending.inc()
+            extensions = {
+                key: value
+                for key, value in error.extensions.items()
+                if key in ("reason", "clientRequestId", "graphRequestId")
+            }
+            extensions.setdefault("reason", "timeout")
+            raise GraphUnavailable(
+                "The meeting exists, but Microsoft Graph did not take its options within the "
+                "budget, so they are not in effect yet. Retrying the same POST after "
+                "Retry-After applies them to that same meeting.",
+                retry_after=getattr(error, "retry_after", 1),
+                extensions=extensions,
+            ) from None
+        return record.options_applied(result.meeting, result.request_id)
+
+    def _store(self, caller: Caller, record: BookingRecord) -> None:
+        try:
+            self.store.put(caller.id, record.booking_id, record)
+        except StoreUnavailable:
+            # The meeting exists and the caller gets it; a later request will ask Graph
+            # again and get the same meeting back (and PATCH what is still missing).
+            logger.warning("meeting provisioned but not stored")
+
+    def _check_same(self, record: BookingRecord, request: BookingRequest) -> None:
         differing = differing_fields(record.request, request.fingerprint())
         if differing:
             metrics.meetings.labels(outcome="conflict").inc()
             raise BookingConflict(request.booking_id, differing)
+
+    def _replay(self, record: BookingRecord, request: BookingRequest) -> Outcome:
+        self._check_same(record, request)
         metrics.meetings.labels(outcome="replayed").inc()
         return Outcome(record, created=False, replayed=True)
 

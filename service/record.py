@@ -14,11 +14,19 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from service import options as meeting_options
+from service.booking import stored_options
 from service.errors import BookingCancelled, BookingNotFound
 
 # Written into every record from format 1 on. Records written before it carry no version
 # (and the oldest no status either); they have the same layout and read as format 1.
-FORMAT_VERSION = 1
+# Format 2 adds meeting options: the effective options in the request's fingerprint and
+# `optionsPending` (written only while true: createOrGet done, the options PATCH not yet).
+# Format 1 records read as format 2 without options. A release that reads only format 1
+# answers 503 for a format 2 record during a rolling update (the caller retries, most
+# likely on a newer replica) rather than replay a booking whose options it would ignore.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = frozenset({1, 2})
 
 
 class Status(StrEnum):
@@ -51,6 +59,9 @@ class BookingRecord:
     graph_request_id: str | None
     updated_at: str | None = None
     cancelled_at: str | None = None
+    # Graph has the meeting, but not yet the effective options (request["options"]): the
+    # PATCH after createOrGet failed. The next POST applies them before it answers.
+    options_pending: bool = False
 
     @classmethod
     def provisioned(
@@ -64,6 +75,8 @@ class BookingRecord:
         meeting: dict[str, Any],
         graph_request_id: str | None,
     ) -> BookingRecord:
+        """The record of a meeting Graph just returned; its options are pending while the
+        meeting lacks any of the effective options the request asked for."""
         return cls(
             booking_id=booking_id,
             status=Status.ACTIVE,
@@ -73,6 +86,26 @@ class BookingRecord:
             request=request,
             meeting=meeting,
             provisioned_at=now(),
+            graph_request_id=graph_request_id,
+            options_pending=bool(meeting_options.patch_body(meeting, stored_options(request))),
+        )
+
+    @property
+    def effective_options(self) -> dict[str, Any]:
+        """The options this booking asked for (its caller's defaults included)."""
+        return stored_options(self.request)
+
+    def options_applied(
+        self, meeting: dict[str, Any] | None, graph_request_id: str | None
+    ) -> BookingRecord:
+        """The record once Graph has the options: `meeting` as the PATCH returned it (None:
+        nothing needed patching)."""
+        if meeting is None:
+            return replace(self, options_pending=False)
+        return replace(
+            self,
+            meeting=meeting,
+            options_pending=False,
             graph_request_id=graph_request_id,
         )
 
@@ -101,12 +134,14 @@ class BookingRecord:
     def rescheduled(
         self, meeting: dict[str, Any], request: dict[str, Any], graph_request_id: str | None
     ) -> BookingRecord:
+        """After a PATCH that applied the change, and with it any options still pending."""
         return replace(
             self,
             meeting=meeting,
             request=request,
             updated_at=now(),
             graph_request_id=graph_request_id,
+            options_pending=False,
         )
 
     def cancelled(self) -> BookingRecord:
@@ -125,6 +160,8 @@ class BookingRecord:
             "startDateTime": meeting.get("startDateTime"),
             "endDateTime": meeting.get("endDateTime"),
             "onlineMeeting": meeting,
+            "options": meeting_options.in_effect(meeting),
+            "optionsPending": self.options_pending,
         }
 
     def to_json(self) -> str:
@@ -144,6 +181,8 @@ class BookingRecord:
             document["updatedAt"] = self.updated_at
         if self.cancelled_at is not None:
             document["cancelledAt"] = self.cancelled_at
+        if self.options_pending:
+            document["optionsPending"] = True
         return json.dumps(document, separators=(",", ":"), sort_keys=True)
 
     @classmethod
@@ -152,8 +191,13 @@ class BookingRecord:
         try:
             document = json.loads(raw)
             version = document.get("formatVersion", FORMAT_VERSION)
-            if version != FORMAT_VERSION:
-                raise NewerRecord(f"record format {version!r}, this code reads {FORMAT_VERSION}")
+            if version not in READABLE_VERSIONS:
+                raise NewerRecord(
+                    f"record format {version!r}, this code reads {sorted(READABLE_VERSIONS)}"
+                )
+            pending = document.get("optionsPending", False)
+            if not isinstance(pending, bool):
+                raise TypeError("optionsPending must be true or false")
             return cls(
                 booking_id=_text(document["bookingId"]),
                 # Records written before cancellation existed carry no status: active.
@@ -167,6 +211,7 @@ class BookingRecord:
                 graph_request_id=_optional_text(document.get("graphRequestId")),
                 updated_at=_optional_text(document.get("updatedAt")),
                 cancelled_at=_optional_text(document.get("cancelledAt")),
+                options_pending=pending,
             )
         except (AttributeError, KeyError, TypeError, ValueError) as error:
             if isinstance(error, UnreadableRecord):

@@ -18,6 +18,7 @@ from marshmallow import (
     validates_schema,
 )
 
+from service import options as meeting_options
 from service.booking import Attendee, BookingRequest, ChatInfo, MeetingChange
 
 BOOKING_ID_CHARACTERS = r"[A-Za-z0-9._~:-]{1,128}"
@@ -121,6 +122,38 @@ class BoundedList(fields.List[Any]):
 MAX_ATTENDEES = 256
 
 
+class MeetingOptions(fields.Field[dict[str, Any]]):
+    """Meeting options with Graph's names and values (service.options): each wrong member
+    is reported as `options.<member>`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["metadata"] = {
+            **meeting_options.json_schema(),
+            "description": "Meeting options Graph's createOrGet cannot set, applied by one "
+            "PATCH right after it, with Graph's names and values: "
+            + ", ".join(meeting_options.OPTION_MEMBERS)
+            + ". Overlaid, member by member, on the caller's defaultOptions. "
+            "joinMeetingIdSettings cannot be set (Graph takes it only at creation, and "
+            "createOrGet does not).",
+            "example": {
+                "lobbyBypassSettings": {"scope": "everyone"},
+                "allowedPresenters": "organizer",
+            },
+            **kwargs.get("metadata", {}),
+        }
+        super().__init__(**kwargs)
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> dict[str, Any]:
+        try:
+            return meeting_options.parse(value)
+        except meeting_options.OptionsError as error:
+            if set(error.errors) == {"_schema"}:
+                raise ValidationError(error.errors["_schema"]) from None
+            raise ValidationError(error.errors) from None
+
+
 class AttendeeSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -193,6 +226,7 @@ class BookingSchema(Schema):
     chatInfo = fields.Nested(
         ChatInfoSchema, metadata={"description": "Only when the service uses Graph beta"}
     )
+    options = MeetingOptions()
 
     @validates_schema(skip_on_field_errors=False)
     def one_organizer(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -225,6 +259,7 @@ class BookingSchema(Schema):
             end=data.get("endDateTime"),
             attendees=data.get("attendees"),
             chat_info=data.get("chatInfo"),
+            options=data.get("options"),
         )
 
 
@@ -241,6 +276,13 @@ class MeetingChangeSchema(Schema):
         fields.Nested(AttendeeSchema),
         max_items=MAX_ATTENDEES,
         metadata={"description": "The full new list (replaces the old one)"},
+    )
+    options = MeetingOptions(
+        metadata={
+            "description": "Option members to change (Graph's names and values), overlaid "
+            "member by member on the booking's options; a later POST must then carry the "
+            "new effective options"
+        }
     )
 
     @pre_load
@@ -261,7 +303,7 @@ class MeetingChangeSchema(Schema):
     def something_and_both_times(self, data: dict[str, Any], **kwargs: Any) -> None:
         if not data:
             raise ValidationError(
-                "give at least one of subject, startDateTime + endDateTime, attendees",
+                "give at least one of subject, startDateTime + endDateTime, attendees, options",
                 field_name="_schema",
             )
         start, end = data.get("startDateTime"), data.get("endDateTime")
@@ -283,6 +325,7 @@ class MeetingChangeSchema(Schema):
             start=data.get("startDateTime"),
             end=data.get("endDateTime"),
             attendees=data.get("attendees"),
+            options=data.get("options"),
         )
 
 
@@ -357,6 +400,22 @@ class MeetingSchema(Schema):
     endDateTime = fields.String(allow_none=True, metadata=GRAPH_TIME_AS_RETURNED)
     onlineMeeting = fields.Dict(
         required=True, metadata={"description": "The onlineMeeting object as Graph returned it"}
+    )
+    options = fields.Dict(
+        required=True,
+        metadata={
+            **meeting_options.json_schema(for_answers=True),
+            "description": "The meeting options in effect, as Graph returned the meeting "
+            "(before `optionsPending` clears, Teams' defaults)",
+        },
+    )
+    optionsPending = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "`true` while the booking's options are not yet applied to the "
+            "meeting (the PATCH after createOrGet failed); the next POST of the booking "
+            "applies them"
+        },
     )
 
 

@@ -117,8 +117,8 @@ def stats() -> Response:
     externalId, meetingId, created (201s), returned (createOrGet 200s), patched
     (successful PATCHes) and deleted. ``requests`` records every Graph request:
     operation (createOrGet, getMeeting, patchMeeting, deleteMeeting), version, userId,
-    status (or "reset"), clientRequestId, requestId, body (createOrGet and PATCH) and,
-    for the operations on one meeting, meetingId.
+    status (or "reset"), clientRequestId, requestId, body (createOrGet and PATCH), prefer
+    (the Prefer header, or null) and, for the operations on one meeting, meetingId.
     """
     state = current_state()
     snapshot = state.stats.snapshot()

@@ -167,6 +167,7 @@ def _record(operation: str | None, outcome: int | str) -> None:
             "clientRequestId": g.client_request_id,
             "requestId": g.request_id,
             "body": request.get_json(silent=True) if request.method in BODY_METHODS else None,
+            "prefer": request.headers.get("Prefer"),
         }
         if "meeting_id" in view_args:  # GET, PATCH and DELETE of one meeting
             entry["meetingId"] = view_args["meeting_id"]

@@ -8,8 +8,14 @@ application access policy (403). Then:
   (201) or the existing one returned unchanged (200).
 - GET: the meeting (200), or 404 if this user has no such live meeting (unknown id,
   another organizer's or tenant's meeting, or deleted).
-- PATCH: body against the contract's PATCH schema (400), then 404 as for GET, then
-  Graph's update rules (400, see meeting_update); 200 with the whole updated meeting.
+- PATCH: body against the contract's PATCH schema (400), an evolvable enum's value
+  after ``unknownFutureValue`` (lobby scope ``invited``) without ``Prefer:
+  include-unknown-enum-members``, or ``unknownFutureValue`` itself (400), then 404 as for
+  GET, then Graph's update rules (400, see meeting_update); 200 with the whole updated
+  meeting.
+
+Every meeting in an answer to a request without that Prefer header shows such values as
+``unknownFutureValue``, as Graph does (the stored meeting keeps the real value).
 - DELETE: 404 as for GET, else 204 without a body. The identity is freed: createOrGet
   with the same externalId then creates a new meeting (see meetings).
 """
@@ -78,7 +84,9 @@ def update_meeting(version: str, user_id: str, meeting_id: str) -> Response:
     """PATCH /{version}/users/{userId}/onlineMeetings/{meetingId}."""
     tenant, user = _authorized_organizer(user_id)
     body = _json_body()
-    problem = schema.meeting_problem(body, version)
+    problem = schema.meeting_problem(body, version) or schema.evolvable_problem(
+        body, version, prefers_unknown_enum_members()
+    )
     if problem:
         raise GraphError(400, "BadRequest", problem)
     try:
@@ -159,7 +167,19 @@ def _meeting_times(body: dict[str, Any]) -> tuple[int, int]:
     return start, end
 
 
+def prefers_unknown_enum_members() -> bool:
+    """Whether the request carries ``Prefer: include-unknown-enum-members`` (among other
+    preferences, comma-separated, in any case; several Prefer headers count too)."""
+    preferences = ",".join(request.headers.getlist("Prefer"))
+    return any(
+        part.strip().lower() == schema.PREFER_UNKNOWN_ENUM_MEMBERS
+        for part in preferences.split(",")
+    )
+
+
 def _meeting_response(meeting: Meeting, version: str, user_id: str, status: int) -> Response:
+    if not prefers_unknown_enum_members():
+        meeting = schema.masked(meeting, version)
     context = (
         f"{current_state().audience}/{version}/$metadata#users('{user_id}')/onlineMeetings/$entity"
     )

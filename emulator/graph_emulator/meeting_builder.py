@@ -49,13 +49,18 @@ def new_meeting(
         "externalId": body["externalId"],
         "isBroadcast": False,
         "broadcastSettings": None,
+        # The meeting options, with Teams' defaults: createOrGet cannot set them (a PATCH
+        # afterwards can; see meeting_update).
         "isEntryExitAnnounced": True,
         "allowedPresenters": "everyone",
+        "allowedLobbyAdmitters": "organizerAndCoOrganizersAndPresenters",
         "allowMeetingChat": "enabled",
         "allowTeamworkReactions": True,
         "allowAttendeeToEnableCamera": True,
         "allowAttendeeToEnableMic": True,
         "recordAutomatically": False,
+        "allowRecording": True,
+        "allowTranscription": True,
         "meetingTemplateId": None,
         "videoTeleconferenceId": _digits(10),
         "audioConferencing": None,

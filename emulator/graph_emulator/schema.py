@@ -90,6 +90,96 @@ def updatable_properties(version: str) -> frozenset[str]:
     return frozenset(path["patch"]["x-ms-updatable-properties-v1.0-docs"])
 
 
+UNKNOWN_FUTURE_VALUE = "unknownFutureValue"
+PREFER_UNKNOWN_ENUM_MEMBERS = "include-unknown-enum-members"
+MEETING_TYPE = "microsoft.graph.onlineMeeting"
+
+
+@cache
+def evolvable_members(version: str) -> dict[tuple[str, ...], tuple[str, ...]]:
+    """The onlineMeeting members typed by an evolvable enum, one level deep, each with the
+    values listed after ``unknownFutureValue``: Graph accepts and returns those only for a
+    request with ``Prefer: include-unknown-enum-members`` (e.g. ``("lobbyBypassSettings",
+    "scope") -> ("invited", "organizationExcludingGuests")``)."""
+    schemas = contract_document(version)["components"]["schemas"]
+    found: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def walk(type_name: str, path: tuple[str, ...]) -> None:
+        for name, member in _property_schemas(schemas, type_name).items():
+            target = _referenced(member)
+            if target is None:
+                continue
+            enum = schemas[target].get("enum")
+            if enum and UNKNOWN_FUTURE_VALUE in enum:
+                found[(*path, name)] = tuple(enum[enum.index(UNKNOWN_FUTURE_VALUE) + 1 :])
+            elif not path and schemas[target].get("type") == "object":
+                walk(target, (name,))
+
+    walk(MEETING_TYPE, ())
+    return found
+
+
+def _property_schemas(schemas: dict[str, Any], type_name: str) -> dict[str, Any]:
+    members: dict[str, Any] = {}
+    pending = [schemas[type_name]]
+    while pending:
+        schema = pending.pop()
+        members.update(schema.get("properties", {}))
+        for part in schema.get("allOf", []):
+            ref = part.get("$ref", "")
+            pending.append(schemas[ref.rsplit("/", 1)[-1]] if ref else part)
+    return members
+
+
+def _referenced(member: dict[str, Any]) -> str | None:
+    for part in [member, *member.get("anyOf", [])]:
+        ref = part.get("$ref")
+        if isinstance(ref, str):
+            return ref.rsplit("/", 1)[-1]
+    return None
+
+
+def _at(document: Any, path: tuple[str, ...]) -> Any:
+    for name in path:
+        if not isinstance(document, dict):
+            return None
+        document = document.get(name)
+    return document
+
+
+def evolvable_problem(body: Any, version: str, prefer: bool) -> str | None:
+    """Why a PATCH body's evolvable enum value cannot be set, or None: the sentinel
+    ``unknownFutureValue`` never can, a value after it only with the Prefer header."""
+    for path, later in evolvable_members(version).items():
+        value = _at(body, path)
+        where = "/".join(path)
+        if value == UNKNOWN_FUTURE_VALUE:
+            return f"Invalid value '{value}' at '{where}': it cannot be set."
+        if value in later and not prefer:
+            return (
+                f"Invalid value '{value}' at '{where}': send the header 'Prefer: "
+                f"{PREFER_UNKNOWN_ENUM_MEMBERS}' to use enum members after "
+                f"'{UNKNOWN_FUTURE_VALUE}'."
+            )
+    return None
+
+
+def masked(meeting: dict[str, Any], version: str) -> dict[str, Any]:
+    """The meeting as a client without the Prefer header sees it: values listed after
+    ``unknownFutureValue`` read as ``unknownFutureValue``."""
+    result = meeting
+    for path, later in evolvable_members(version).items():
+        value = _at(meeting, path)
+        if value in later:
+            if result is meeting:
+                result = dict(meeting)
+            if len(path) == 1:
+                result[path[0]] = UNKNOWN_FUTURE_VALUE
+            else:
+                result[path[0]] = {**result[path[0]], path[1]: UNKNOWN_FUTURE_VALUE}
+    return result
+
+
 def _problem(entrypoint: str, body: Any, version: str) -> str | None:
     # best_match looks inside anyOf branches, so the message names the actual field
     # (e.g. an attendee's role) rather than "participants is not valid under any ...".

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -13,6 +14,8 @@ class Caller:
     id: str
     key: str
     organizers: list[str]
+    # Meeting options for every booking of this caller (the service's `defaultOptions`).
+    default_options: dict[str, Any] = field(default_factory=dict)
 
 
 def write_clients_file(path: Path, callers: list[Caller]) -> Path:
@@ -25,6 +28,7 @@ def write_clients_file(path: Path, callers: list[Caller]) -> Path:
                         "id": c.id,
                         "keySha256": hashlib.sha256(c.key.encode()).hexdigest(),
                         "organizers": c.organizers,
+                        **({"defaultOptions": c.default_options} if c.default_options else {}),
                     }
                     for c in callers
                 ]

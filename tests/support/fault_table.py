@@ -34,6 +34,10 @@ class Row:
     created: int
     calls: int
     duplicates: int
+    # Meeting options (tests/faults/test_options_faults.py): the PATCH calls Graph received
+    # for the bookings' meetings, and whether the options are in effect at the end.
+    patches: int | None = None
+    options_in_effect: bool | None = None
 
 
 TABLE: list[Row] = []
@@ -148,12 +152,14 @@ class CountingClient(Client):
 
 def render_table(rows: list[Row]) -> list[str]:
     header = ("fault", "requests sent", "bookings", "meetings created", "createOrGet calls",
-              "duplicates")  # fmt: skip
+              "PATCH calls", "duplicates", "options in effect")  # fmt: skip
     lines = [
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
     ]
     for r in rows:
-        cells = (r.fault, r.sent, r.bookings, r.created, r.calls, r.duplicates)
+        patches = "—" if r.patches is None else r.patches
+        in_effect = "—" if r.options_in_effect is None else ("yes" if r.options_in_effect else "no")
+        cells = (r.fault, r.sent, r.bookings, r.created, r.calls, patches, r.duplicates, in_effect)
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines

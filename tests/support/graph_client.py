@@ -51,9 +51,16 @@ class GraphClient:
         return self._send("POST", url, version, token, headers, body)
 
     def get_meeting(
-        self, user_id: str, meeting_id: str, version: str = "v1.0", *, token: str | None = None
+        self,
+        user_id: str,
+        meeting_id: str,
+        version: str = "v1.0",
+        *,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> requests.Response:
-        return self._send("GET", self._meeting_url(user_id, meeting_id, version), version, token)
+        url = self._meeting_url(user_id, meeting_id, version)
+        return self._send("GET", url, version, token, headers)
 
     def update_meeting(
         self,
@@ -64,12 +71,13 @@ class GraphClient:
         *,
         token: str | None = None,
         valid_request: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> requests.Response:
         """PATCH; the body is checked against the contract's PATCH schema first."""
         if valid_request:
             validator("onlineMeeting", version).validate(body)
         url = self._meeting_url(user_id, meeting_id, version)
-        return self._send("PATCH", url, version, token, body=body)
+        return self._send("PATCH", url, version, token, headers, body)
 
     def delete_meeting(
         self, user_id: str, meeting_id: str, version: str = "v1.0", *, token: str | None = None

@@ -301,6 +301,8 @@ MEETING_BODY = {
     "startDateTime": "2026-11-23T08:00:00.0000000Z",
     "endDateTime": "2026-11-23T09:00:00.0000000Z",
     "onlineMeeting": {"id": "m"},
+    "options": {},
+    "optionsPending": False,
 }
 
 
