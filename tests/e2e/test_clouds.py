@@ -204,11 +204,14 @@ def test_reschedule_and_cancel_reach_the_clouds_graph(
 
     path = f"/v1.0/users/{organizer}/onlineMeetings/{meeting_id}"
     operations = emulator.operations_for(meeting_id)
+    # The reschedule, the cancel's closing of the lobby (issue 12), then the delete.
     assert [(op["operation"], op["status"]) for op in operations] == [
+        ("patchMeeting", 200),
         ("patchMeeting", 200),
         ("deleteMeeting", 204),
     ]
     assert [sent_request(emulator, op) for op in operations] == [
+        f"PATCH {path}",
         f"PATCH {path}",
         f"DELETE {path}",
     ]
