@@ -13,6 +13,7 @@ from webargs.flaskparser import FlaskParser
 
 from service import json_body
 from service.booking import BookingRequest, MeetingChange
+from service.caller_tokens import looks_like_jwt
 from service.callers import Caller, authenticate
 from service.errors import (
     BodyTooLarge,
@@ -20,15 +21,19 @@ from service.errors import (
     BookingCancelled,
     BookingConflict,
     BookingNotFound,
+    CallerNotRegistered,
     GraphAccessDenied,
     GraphRejected,
     GraphTimeout,
     GraphUnavailable,
     GraphUnexpected,
+    InsufficientScope,
     InvalidRequest,
     OrganizerNotAllowed,
     QuotaExhausted,
+    RateLimited,
     ServiceError,
+    SigningKeysUnavailable,
     StoreUnavailable,
     TokenRejected,
     TokenUnavailable,
@@ -83,8 +88,17 @@ GRAPH_ERRORS = (
     TokenUnavailable,
     GraphTimeout,
 )
-POST_ERRORS = (
+# Every /v1 operation may answer these: authentication (a key or an Entra ID token) and the
+# caller's rate limit come first.
+AUTH_ERRORS = (
     Unauthenticated,
+    InsufficientScope,
+    CallerNotRegistered,
+    RateLimited,
+    SigningKeysUnavailable,
+)
+POST_ERRORS = (
+    *AUTH_ERRORS,
     *BODY_ERRORS,
     OrganizerNotAllowed,
     BookingConflict,
@@ -93,9 +107,9 @@ POST_ERRORS = (
     StoreUnavailable,
     *GRAPH_ERRORS,
 )
-GET_ERRORS = (Unauthenticated, InvalidRequest, BookingNotFound, BookingCancelled, StoreUnavailable)
+GET_ERRORS = (*AUTH_ERRORS, InvalidRequest, BookingNotFound, BookingCancelled, StoreUnavailable)
 PATCH_ERRORS = (
-    Unauthenticated,
+    *AUTH_ERRORS,
     *BODY_ERRORS,
     BookingNotFound,
     BookingCancelled,
@@ -104,7 +118,7 @@ PATCH_ERRORS = (
     *GRAPH_ERRORS,
 )
 DELETE_ERRORS = (
-    Unauthenticated,
+    *AUTH_ERRORS,
     InvalidRequest,
     BookingNotFound,
     BookingCancelled,
@@ -112,7 +126,7 @@ DELETE_ERRORS = (
     StoreUnavailable,
     *GRAPH_ERRORS,
 )
-USAGE_ERRORS = (Unauthenticated, InvalidRequest, OrganizerNotAllowed, StoreUnavailable)
+USAGE_ERRORS = (*AUTH_ERRORS, InvalidRequest, OrganizerNotAllowed, StoreUnavailable)
 
 
 LOCATION = {
@@ -133,8 +147,22 @@ RETRY_AFTER = {
     "schema": {"type": "string", "pattern": "^[0-9]+$"},
 }
 WWW_AUTHENTICATE = {
-    "description": "The scheme to authenticate with: `Bearer`",
+    "description": "The scheme to authenticate with: `Bearer`; for a refused Entra ID token "
+    'with its RFC 6750 error: `error="invalid_token"` (401) or `error="insufficient_scope"` '
+    "(403), and `error_description`",
     "required": True,
+    "schema": {"type": "string"},
+}
+RATE_LIMIT_POLICY = {
+    "description": 'The caller\'s rate limit (IETF RateLimit header fields): `"caller";q=<requests>'
+    ";w=<window seconds>`",
+    "required": False,
+    "schema": {"type": "string"},
+}
+RATE_LIMIT = {
+    "description": 'What is left of the caller\'s rate limit: `"caller";r=<remaining>;'
+    "t=<seconds until the window resets>`",
+    "required": False,
     "schema": {"type": "string"},
 }
 # The headers error classes name in `answer_headers` (X-Request-ID is added to every
@@ -142,6 +170,8 @@ WWW_AUTHENTICATE = {
 HEADERS: dict[str, dict[str, Any]] = {
     "WWW-Authenticate": WWW_AUTHENTICATE,
     "Retry-After": RETRY_AFTER,
+    "RateLimit-Policy": RATE_LIMIT_POLICY,
+    "RateLimit": RATE_LIMIT,
 }
 
 BOOKING_ID_PARAMETER = {
@@ -184,7 +214,12 @@ def document_errors(*kinds: type[ServiceError]) -> Any:
 
     def decorate(view: Any) -> Any:
         for status, found in sorted(by_status.items()):
-            headers = {name: HEADERS[name] for kind in found for name in kind.answer_headers}
+            # A header is required when every problem of this status carries it.
+            headers = {
+                name: {**HEADERS[name], "required": all(name in k.answer_headers for k in found)}
+                for kind in found
+                for name in kind.answer_headers
+            }
             view = blp.alt_response(
                 status,
                 schema=ProblemSchema,
@@ -206,14 +241,27 @@ def meaning(kind: type[ServiceError]) -> str:
 @blp.before_request
 def authenticate_caller() -> None:
     """Authenticate first, so nothing about a request is revealed to an unknown caller."""
+    found = services()
+    settings = found.settings
     header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise Unauthenticated("Send the API key as 'Authorization: Bearer <key>'.")
-    caller = authenticate(services().settings.callers, key.strip())
-    if caller is None:
-        raise Unauthenticated("The API key is not valid.")
+    scheme, _, credential = header.partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        what = {"keys": "API key", "entra": "Entra ID access token"}.get(
+            settings.caller_auth, "API key or Entra ID access token"
+        )
+        raise Unauthenticated(f"Send the {what} as 'Authorization: Bearer <{what}>'.")
+    if found.caller_tokens is not None and (
+        not settings.accepts_keys or looks_like_jwt(credential)
+    ):
+        caller = found.caller_tokens.caller(settings.callers, credential)
+    else:
+        known = authenticate(settings.callers, credential)
+        if known is None:
+            raise Unauthenticated("The API key is not valid.")
+        caller = known
     g.caller = caller
+    found.rate_limits.check(caller)
     if request.method in ("POST", "PUT", "PATCH") and not request.is_json:
         raise UnsupportedMediaType(
             f"Send the body as JSON with 'Content-Type: application/json' "

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 from urllib.parse import unquote
 
-from service.callers import Caller, CallerRegistryError, load_callers
+from service.callers import Caller, CallerRegistryError, load_callers, parse_rate_limit
 from service.clouds import CLOUDS, Cloud
 
 T = TypeVar("T")
@@ -40,6 +40,9 @@ REDIS_SCHEMES: dict[str, tuple[Topology, bool]] = {
 }
 DEFAULT_PORTS: dict[Topology, int] = {"single": 6379, "cluster": 6379, "sentinel": 26379}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# How callers authenticate: API keys from CLIENTS_FILE, Entra ID access tokens, or either.
+CALLER_AUTH_MODES = ("keys", "entra", "both")
+DEFAULT_CALLER_APP_ROLE = "Meetings.Provision"
 
 
 class ConfigError(Exception):
@@ -222,6 +225,21 @@ class Settings:
     # Before a cancel's DELETE, PATCH the lobby and presenters to the organizer alone.
     cancel_closes_lobby: bool = True
     server: ServerSettings = field(default_factory=ServerSettings)
+    # Callers' Entra ID access tokens (CALLER_AUTH entra or both).
+    caller_auth: str = "keys"
+    caller_token_audiences: tuple[str, ...] = ()
+    caller_tenants: tuple[str, ...] = ()
+    caller_app_role: str = DEFAULT_CALLER_APP_ROLE
+    # Every caller's rate limit unless its entry has `rateLimit`; None: no limit.
+    default_caller_rate_limit: str | None = None
+
+    @property
+    def accepts_keys(self) -> bool:
+        return self.caller_auth in ("keys", "both")
+
+    @property
+    def accepts_tokens(self) -> bool:
+        return self.caller_auth in ("entra", "both")
 
     @property
     def authority(self) -> str:
@@ -488,10 +506,59 @@ class _Reader:
             cancel_closes_lobby=self.flag("CANCEL_CLOSES_LOBBY", True),
             server=self.server(),
         )
+        mode, audiences, tenants, role, rate_limit = self.caller_auth(settings.tenant_id)
+        settings = replace(
+            settings,
+            caller_auth=mode,
+            caller_token_audiences=audiences,
+            caller_tenants=tenants,
+            caller_app_role=role,
+            default_caller_rate_limit=rate_limit,
+        )
+        if settings.caller_auth == "entra" and not any(c.app_id for c in callers.values()):
+            self.problems.append("CALLER_AUTH=entra, but no CLIENTS_FILE entry has an appId")
         self.check_ordering(settings)
         if self.problems:
             raise ConfigError(self.problems)
         return settings
+
+    def caller_auth(
+        self, tenant_id: str
+    ) -> tuple[str, tuple[str, ...], tuple[str, ...], str, str | None]:
+        mode = (self.raw("CALLER_AUTH") or "keys").lower()
+        if mode not in CALLER_AUTH_MODES:
+            self.problems.append(f"CALLER_AUTH={mode!r} is not one of keys, entra, both")
+            mode = "keys"
+        audiences = tuple(a.strip() for a in (self.raw("CALLER_TOKEN_AUDIENCE") or "").split(","))
+        audiences = tuple(a for a in audiences if a)
+        if mode != "keys" and not audiences:
+            self.problems.append(
+                f"CALLER_TOKEN_AUDIENCE is required with CALLER_AUTH={mode}: the service's "
+                "app ID URI (api://...) or client id, as the callers' tokens carry it in aud"
+            )
+        tenants = []
+        for tenant in (self.raw("CALLER_TENANTS") or tenant_id).split(","):
+            tenant = tenant.strip().lower()
+            if not tenant:
+                continue
+            try:
+                uuid.UUID(tenant)
+            except ValueError:
+                self.problems.append(f"CALLER_TENANTS: {tenant!r} is not a tenant id (a GUID)")
+                continue
+            tenants.append(tenant)
+        role = self.raw("CALLER_APP_ROLE") or DEFAULT_CALLER_APP_ROLE
+        rate_limit = self.raw("DEFAULT_CALLER_RATE_LIMIT")
+        if rate_limit is not None:
+            try:
+                parse_rate_limit(rate_limit)
+            except ValueError:
+                self.problems.append(
+                    f"DEFAULT_CALLER_RATE_LIMIT={rate_limit!r} is not one limit such as "
+                    '"120/minute" (the limits library\'s syntax)'
+                )
+                rate_limit = None
+        return mode, audiences, tuple(tenants), role, rate_limit
 
     def check_ordering(self, s: Settings) -> None:
         one_call = s.token_timeout + s.graph_budget

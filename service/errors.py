@@ -140,15 +140,68 @@ class UpstreamTimeout(ServiceError):
 
 
 class Unauthenticated(ServiceError):
-    """No valid API key (`Authorization: Bearer <key>`)."""
+    """No valid API key or Entra ID access token (`Authorization: Bearer <key or token>`); a
+    rejected token is named in `WWW-Authenticate` (`error="invalid_token"`, RFC 6750)."""
 
     status = 401
     slug = "unauthenticated"
     title = "A valid API key is required"
     answer_headers = ("WWW-Authenticate",)
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="meetings"'})
+    def __init__(self, detail: str, *, invalid_token: bool = False) -> None:
+        challenge = 'Bearer realm="meetings"'
+        if invalid_token:
+            challenge += f', error="invalid_token", error_description="{quoted(detail)}"'
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
+def quoted(text: str) -> str:
+    """`text` as the inside of an RFC 9110 quoted-string (printable ASCII, no quote or
+    backslash: RFC 6750 limits error_description to that)."""
+    return "".join(c for c in text if 0x20 <= ord(c) < 0x7F and c not in '"\\')
+
+
+class InsufficientScope(ServiceError):
+    """The Entra ID token lacks the app role CALLER_APP_ROLE (`requiredRole`)."""
+
+    status = 403
+    slug = "insufficient-scope"
+    title = "The access token lacks the required app role"
+    answer_headers = ("WWW-Authenticate",)
+
+    def __init__(self, detail: str, role: str) -> None:
+        super().__init__(
+            detail,
+            extensions={"requiredRole": role},
+            headers={
+                "WWW-Authenticate": 'Bearer realm="meetings", error="insufficient_scope", '
+                f'error_description="{quoted(detail)}", scope="{quoted(role)}"'
+            },
+        )
+
+
+class CallerNotRegistered(ServiceError):
+    """The Entra ID token is valid, but its app (`azp`/`appid`) is no CLIENTS_FILE `appId`."""
+
+    status = 403
+    slug = "caller-not-registered"
+    title = "This app is not a registered caller"
+
+
+class RateLimited(ServiceError):
+    """This caller sent more requests than its `rateLimit`; retry after `Retry-After`."""
+
+    status = 429
+    slug = "rate-limited"
+    title = "Too many requests from this caller"
+    answer_headers = ("Retry-After", "RateLimit-Policy", "RateLimit")
+
+    def __init__(self, detail: str, *, limit: str, retry_after: int, headers: Mapping[str, str]):
+        super().__init__(
+            detail,
+            extensions={"limit": limit, "retryAfterSeconds": retry_after},
+            headers={"Retry-After": str(retry_after), **headers},
+        )
 
 
 class OrganizerNotAllowed(ServiceError):
@@ -314,6 +367,14 @@ class TokenUnavailable(Unavailable):
 
     slug = "token-unavailable"
     title = "The identity provider is unavailable, retry later"
+
+
+class SigningKeysUnavailable(Unavailable):
+    """The tenant's token signing keys cannot be fetched and none are cached, so no Entra ID
+    token can be checked (API keys still work)."""
+
+    slug = "signing-keys-unavailable"
+    title = "The identity provider's signing keys are unavailable, retry later"
 
 
 class BookingBusy(Unavailable):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -27,6 +30,29 @@ from service.errors import (
 from service.tokens import TokenProvider
 
 logger = logging.getLogger(__name__)
+
+# A CAE claims challenge in a Graph 401's WWW-Authenticate (the claims are base64 JSON).
+INSUFFICIENT_CLAIMS = re.compile(r'error\s*=\s*"insufficient_claims"', re.IGNORECASE)
+CLAIMS = re.compile(r'claims\s*=\s*"([A-Za-z0-9+/=_-]+)"', re.IGNORECASE)
+
+
+def claims_challenge(www_authenticate: str | None) -> str | None:
+    """The decoded claims of a CAE challenge (`Bearer ..., error="insufficient_claims",
+    claims="<base64>"`), or None when the header carries none."""
+    if not www_authenticate or not INSUFFICIENT_CLAIMS.search(www_authenticate):
+        return None
+    found = CLAIMS.search(www_authenticate)
+    if found is None:
+        return None
+    encoded = found.group(1)
+    try:
+        decoded = base64.urlsafe_b64decode(
+            encoded.replace("+", "-").replace("/", "_") + "=" * (-len(encoded) % 4)
+        ).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded
+
 
 # Statuses Graph uses for "not now": throttling, overload and gateway trouble.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -242,9 +268,11 @@ class GraphClient:
         client_request_id = call.client_request_id
         budget = budget or Budget(self.budget_seconds)
         token_refreshed = False
+        challenge: str | None = None  # a CAE claims challenge to answer with the next token
         graph_failed = False  # counted towards the circuit once per call (service.breaker)
         while True:
-            token = self.tokens.token()
+            token = self.tokens.token(challenge) if challenge else self.tokens.token()
+            challenge = None
             self._admit(client_request_id)
             outcome = self._attempt(call, token, budget)
             if outcome.graph_failed:
@@ -256,9 +284,18 @@ class GraphClient:
                 return outcome
             if outcome.reason == "401" and not token_refreshed:
                 # The token expired or was revoked before MSAL's cache knew: get a new one,
-                # once. A second 401 means something else is wrong.
+                # once. A second 401 means something else is wrong. With a CAE claims
+                # challenge, the new token is asked for with those claims.
                 token_refreshed = True
-                self.tokens.invalidate()
+                response = outcome.response
+                challenge = claims_challenge(
+                    response.headers.get("WWW-Authenticate") if response is not None else None
+                )
+                if challenge is not None:
+                    metrics.cae_challenges.inc()
+                    logger.info("graph sent a claims challenge (CAE), answering it once")
+                else:
+                    self.tokens.invalidate()
                 continue
             if outcome.response is not None and outcome.reason not in RETRY_REASONS:
                 self._raise_for(call, outcome.response)

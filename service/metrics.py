@@ -88,6 +88,27 @@ ORGANIZER_MONTHLY_LIMIT = (
     "Meetings per organizer per UTC month before the service answers 429 (0: off)",
 )
 SCRAPE_TIME_GAUGES = (ORGANIZER_MEETINGS_MONTH[0], ORGANIZER_MONTHLY_LIMIT[0])
+rate_limited = Counter(
+    "mps_caller_rate_limited_total",
+    "Requests refused (429): the caller over its rateLimit",
+    ["caller"],
+)
+rate_limit_unenforced = Counter(
+    "mps_caller_rate_limit_unenforced_total",
+    "Requests let through unchecked because Redis could not count them",
+)
+caller_tokens_rejected = Counter(
+    "mps_caller_tokens_rejected_total", "Callers' Entra ID tokens refused, by reason", ["reason"]
+)
+caller_key_fetches = Counter(
+    "mps_caller_signing_key_fetches_total",
+    "Fetches of the callers' tenants' signing keys (OpenID metadata and JWKS), by outcome",
+    ["outcome"],
+)
+cae_challenges = Counter(
+    "mps_graph_claims_challenges_total",
+    "Graph 401s with a CAE claims challenge, answered by a token with those claims",
+)
 redis_up = Gauge(
     "mps_redis_up", "1 if the last Redis command succeeded, else 0", multiprocess_mode="liveall"
 )

@@ -31,12 +31,23 @@ API_CONFIG: dict[str, Any] = {
                     "scheme": "bearer",
                     "description": "The caller's API key as a bearer token: "
                     "`Authorization: Bearer <key>`. Keys are issued by the operators "
-                    "(CLIENTS_FILE); they are not OAuth tokens.",
-                }
+                    "(CLIENTS_FILE); they are not OAuth tokens. Accepted when CALLER_AUTH is "
+                    "`keys` (the default) or `both`.",
+                },
+                "entraToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "An Entra ID access token of the calling app (client "
+                    "credentials, scope `<CALLER_TOKEN_AUDIENCE>/.default`), carrying the app "
+                    "role CALLER_APP_ROLE (default `Meetings.Provision`): `Authorization: "
+                    "Bearer <token>`. Accepted when CALLER_AUTH is `entra` or `both`.",
+                },
             },
         },
-        # Every operation needs the key unless it says otherwise (the ops endpoints do).
-        "security": [{"apiKeyBearer": []}],
+        # Every operation needs a key or a token unless it says otherwise (the ops endpoints
+        # do).
+        "security": [{"apiKeyBearer": []}, {"entraToken": []}],
     },
 }
 

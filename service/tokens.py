@@ -115,10 +115,14 @@ class TokenProvider:
                     # Our authority is known; instance discovery would be one more round
                     # trip, and it fails for hosts Microsoft does not list (the emulator).
                     instance_discovery=False,
+                    # CAE: Graph may then revoke our token before it expires and answer 401
+                    # with a claims challenge (service.graph), instead of honouring it until
+                    # expiry.
+                    client_capabilities=["cp1"],
                 )
             return self._app
 
-    def token(self) -> str:
+    def token(self, claims_challenge: str | None = None) -> str:
         """A Graph token: MSAL's cached one, a new one, or, when getting a new one fails
         for a passing reason, the last good one while it is still valid.
 
@@ -127,7 +131,15 @@ class TokenProvider:
         to the valid token it holds, and then replays that failure from its own cache for
         the Retry-After (5 s without one). Keeping the last good token ourselves turns such
         an outage into a log line instead of failed bookings.
+
+        With `claims_challenge` (the decoded `claims` of a Graph CAE challenge), MSAL skips
+        its cache and asks Entra ID for a token satisfying those claims; the last good token
+        is then known to be revoked and is never handed out.
         """
+        if claims_challenge is not None:
+            with self._lock:
+                self._last_good = None
+            return self._acquire(claims_challenge)
         try:
             return self._acquire()
         except TokenUnavailable:
@@ -141,9 +153,11 @@ class TokenProvider:
             )
             return last[0]
 
-    def _acquire(self) -> str:
+    def _acquire(self, claims_challenge: str | None = None) -> str:
         try:
-            result = self._application().acquire_token_for_client(scopes=self.scopes)
+            result = self._application().acquire_token_for_client(
+                scopes=self.scopes, claims_challenge=claims_challenge
+            )
         except msal.exceptions.MsalServiceError as error:  # Entra answered 5xx
             self._fail("server_error", f"the identity provider failed: {error}")
         except requests.RequestException as error:  # refused, reset or timed out

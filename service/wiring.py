@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from service.caller_tokens import CallerTokens
 from service.config import Settings
 from service.graph import GraphClient
 from service.http import build_session
@@ -13,6 +14,7 @@ from service.lifecycle import Lifecycle
 from service.organizers import Organizers
 from service.provisioning import Provisioner
 from service.quota import OrganizerQuota
+from service.rate_limits import CallerRateLimits
 from service.store import BookingStore
 from service.tokens import TokenProvider
 
@@ -28,6 +30,9 @@ class Services:
     provisioner: Provisioner
     lifecycle: Lifecycle
     quota: OrganizerQuota
+    rate_limits: CallerRateLimits
+    # None unless CALLER_AUTH is entra or both.
+    caller_tokens: CallerTokens | None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -42,7 +47,21 @@ class Services:
         organizers = Organizers(settings.organizer_pools, quota)
         provisioner = Provisioner.from_settings(settings, store, graph, organizers, quota)
         lifecycle = Lifecycle.from_settings(settings, store, graph)
-        return cls(settings, store, tokens, graph, provisioner, lifecycle, quota)
+        rate_limits = CallerRateLimits(store, settings.default_caller_rate_limit)
+        caller_tokens = (
+            CallerTokens.from_settings(settings, session) if settings.accepts_tokens else None
+        )
+        return cls(
+            settings,
+            store,
+            tokens,
+            graph,
+            provisioner,
+            lifecycle,
+            quota,
+            rate_limits,
+            caller_tokens,
+        )
 
 
 def services() -> Services:

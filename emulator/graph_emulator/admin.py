@@ -71,6 +71,57 @@ def revoke_tokens() -> tuple[str, int]:
     return "", 204
 
 
+@bp.post("/rotate-keys")
+def rotate_keys() -> tuple[Response, int]:
+    """Sign tokens with a new key from now on; body {"keepPrevious": true} (the default)
+    keeps publishing the old key. -> {"kid": "<new kid>"}."""
+    keep = _json_object().get("keepPrevious", True) is not False
+    return jsonify({"kid": current_state().tokens.rotate(keep_previous=keep)}), 200
+
+
+@bp.get("/signing-key")
+def signing_key() -> Response:
+    """The current signing key's kid and public PEM (to forge tokens in tests)."""
+    tokens = current_state().tokens
+    return jsonify({"kid": tokens.key_id, "publicKeyPem": tokens.public_pem().decode()})
+
+
+@bp.post("/caller-token")
+def caller_token() -> tuple[Response, int]:
+    """Mint a caller token for the meeting-provisioning service without a client credential.
+
+    Body: {"tenantId", "appId", "version": 1|2, "audience"?, "roles"?, "claims"?}; audience
+    defaults to callerApi's (appIdUri for v1, clientId for v2), roles to
+    ["Meetings.Provision"]; "claims" overrides claims (null removes one). -> {"access_token"}.
+    """
+    state = current_state()
+    body = _json_object()
+    api = state.caller_api
+    version = body.get("version", api.access_token_version if api else 2)
+    tenant_id, app_id = body.get("tenantId"), body.get("appId")
+    if not isinstance(tenant_id, str) or not isinstance(app_id, str) or version not in (1, 2):
+        return _bad_request("tenantId and appId are required strings; version is 1 or 2")
+    audience = body.get("audience") or (
+        (api.app_id_uri if version == 1 else api.client_id) if api else None
+    )
+    if not isinstance(audience, str):
+        return _bad_request("audience is required when no callerApi is configured")
+    roles = body.get("roles", ["Meetings.Provision"])
+    claims = body.get("claims") or {}
+    if not isinstance(roles, list) or not isinstance(claims, dict):
+        return _bad_request("roles must be a list and claims an object")
+    issued = state.tokens.issue_caller(
+        tenant_id=tenant_id.lower(),
+        app_id=app_id.lower(),
+        audience=audience,
+        version=int(version),
+        roles=roles,
+        issuer_host=request.host_url.rstrip("/"),
+        overrides=claims,
+    )
+    return jsonify({"access_token": issued.access_token, "expires_in": issued.expires_in}), 200
+
+
 @bp.post("/reset")
 def reset() -> tuple[str, int]:
     """Forget meetings, stats, faults and rate limits."""

@@ -137,6 +137,11 @@ def _finish(response: Response) -> Response:
             f'Bearer realm="", authorization_uri="{request.host_url}common/oauth2/authorize",'
             ' client_id="00000003-0000-0000-c000-000000000000"'
         )
+        claims = g.get("claims_challenge")
+        if claims is not None:  # CAE: the client must come back with a token for these claims
+            response.headers["WWW-Authenticate"] += (
+                f', error="insufficient_claims", claims="{claims}"'
+            )
     outcome: int | str = "reset" if request.environ.get(RESET_KEY) else response.status_code
     _record(operation, outcome)
     logger.info(

@@ -15,7 +15,14 @@ The file is JSON::
                   "anyUser": false,
                   "globalAccessPolicy": false}],
      "tokenLifetimeSeconds": 3600,
-     "refreshInSeconds": 1800}                          # optional
+     "refreshInSeconds": 1800,                          # optional
+     "callerApi": {"appIdUri": "api://meeting-provisioning",   # optional
+                   "clientId": "<guid>", "accessTokenVersion": 2}}
+
+``callerApi`` is the meeting-provisioning service's own app registration: a configured app
+that asks for ``<appIdUri>/.default`` (or ``<clientId>/.default``) gets a caller token for
+it, v1 or v2 as ``accessTokenVersion`` says (Entra's requestedAccessTokenVersion), with
+the app's ``appRoles`` (e.g. ``["Meetings.Provision"]``) in ``roles``.
 
 ``refreshInSeconds``, when set, adds ``refresh_in`` to token responses (as Entra does
 for long-lived tokens): MSAL then refreshes a cached token proactively after that many
@@ -58,6 +65,15 @@ class App:
     client_secret: str | None = None
     certificate: x509.Certificate | None = None
     federated: tuple[FederatedCredential, ...] = ()
+    # App roles of the caller API granted to this app (roles of its caller tokens).
+    app_roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CallerApi:
+    app_id_uri: str
+    client_id: str
+    access_token_version: int = 2
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,7 @@ class EmulatorConfig:
     tenants: tuple[Tenant, ...] = ()
     token_lifetime_seconds: int = DEFAULT_TOKEN_LIFETIME
     refresh_in_seconds: int | None = None
+    caller_api: CallerApi | None = None
 
 
 def load_config(path: Path) -> EmulatorConfig:
@@ -98,7 +115,13 @@ def parse_config(raw: Any) -> EmulatorConfig:
     problems: list[str] = []
     if not isinstance(raw, dict):
         raise ConfigError("emulator config: the top level must be a JSON object")
-    _known_keys(raw, {"tenants", "tokenLifetimeSeconds", "refreshInSeconds"}, "config", problems)
+    _known_keys(
+        raw,
+        {"tenants", "tokenLifetimeSeconds", "refreshInSeconds", "callerApi"},
+        "config",
+        problems,
+    )
+    caller_api = _caller_api(raw.get("callerApi"), problems)
     tenants = tuple(
         _tenant(item, f"tenants[{i}]", problems)
         for i, item in enumerate(_list(raw, "tenants", "config", problems))
@@ -122,7 +145,29 @@ def parse_config(raw: Any) -> EmulatorConfig:
     if problems:
         raise ConfigError("invalid emulator config:\n  " + "\n  ".join(problems))
     return EmulatorConfig(
-        tenants=tenants, token_lifetime_seconds=lifetime, refresh_in_seconds=refresh_in
+        tenants=tenants,
+        token_lifetime_seconds=lifetime,
+        refresh_in_seconds=refresh_in,
+        caller_api=caller_api,
+    )
+
+
+def _caller_api(raw: Any, problems: list[str]) -> CallerApi | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.append("callerApi must be an object")
+        return None
+    where = "callerApi"
+    _known_keys(raw, {"appIdUri", "clientId", "accessTokenVersion"}, where, problems)
+    version = raw.get("accessTokenVersion", 2)
+    if version not in (1, 2):
+        problems.append("callerApi.accessTokenVersion must be 1 or 2")
+        version = 2
+    return CallerApi(
+        app_id_uri=_required_str(raw, "appIdUri", where, problems),
+        client_id=_required_str(raw, "clientId", where, problems).lower(),
+        access_token_version=int(version),
     )
 
 
@@ -150,7 +195,16 @@ def _app(raw: Any, where: str, problems: list[str]) -> App:
     if not isinstance(raw, dict):
         problems.append(f"{where} must be an object")
         return App(client_id="")
-    _known_keys(raw, {"clientId", "clientSecret", "certificatePem", "federated"}, where, problems)
+    _known_keys(
+        raw,
+        {"clientId", "clientSecret", "certificatePem", "federated", "appRoles"},
+        where,
+        problems,
+    )
+    roles = _list(raw, "appRoles", where, problems)
+    if not all(isinstance(role, str) for role in roles):
+        problems.append(f"{where}.appRoles must be a list of strings")
+        roles = []
     certificate = None
     pem = _optional_str(raw, "certificatePem", where, problems)
     if pem is not None:
@@ -167,6 +221,7 @@ def _app(raw: Any, where: str, problems: list[str]) -> App:
             for i, item in enumerate(_list(raw, "federated", where, problems))
             if (credential := _federated(item, f"{where}.federated[{i}]", problems))
         ),
+        app_roles=tuple(roles),
     )
 
 

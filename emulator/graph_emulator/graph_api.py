@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 
 from . import schema, times
 from .config import Tenant, User
@@ -124,6 +124,8 @@ def _authorized_organizer(user_id: str) -> tuple[Tenant, User]:
     try:
         claims = state.tokens.check(token.strip())
     except TokenRejected as exc:
+        if exc.claims is not None:
+            g.claims_challenge = exc.claims  # app._finish puts it in WWW-Authenticate
         raise GraphError(401, "InvalidAuthenticationToken", str(exc)) from exc
     tenant = state.directory.tenant(claims.tenant_id)
     if tenant is None:

@@ -8,6 +8,7 @@ assertion audience MSAL computes is the URL this endpoint checks.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Blueprint, jsonify, request
@@ -114,9 +115,34 @@ def token(tenant_id: str) -> Any:
             " installed by the administrator of the tenant or consented to by any user in the"
             " tenant. You may have sent your authentication request to the wrong tenant.",
         )  # fmt: skip
+    api = state.caller_api
+    caller_scopes = (
+        {f"{api.app_id_uri}/.default".lower(), f"{api.client_id}/.default"} if api else set()
+    )
+    if (scope or "").lower() in caller_scopes and api is not None:
+        # A caller app asking for a token for the meeting-provisioning service.
+        client_auth.authenticate(app, presented, _token_endpoint_audiences(tenant))
+        issued = state.tokens.issue_caller(
+            tenant_id=tenant.id,
+            app_id=app.client_id,
+            audience=api.app_id_uri if api.access_token_version == 1 else api.client_id,
+            version=api.access_token_version,
+            roles=list(app.app_roles),
+            issuer_host=_host(),
+        )
+        return jsonify(
+            {
+                "token_type": "Bearer",
+                "expires_in": issued.expires_in,
+                "ext_expires_in": issued.expires_in,
+                "access_token": issued.access_token,
+            }
+        )
     _check_scope(scope, state.audience)
     client_auth.authenticate(app, presented, _token_endpoint_audiences(tenant))
-    issued = state.tokens.issue(tenant.id, app.client_id, presented.kind or "secret")
+    issued = state.tokens.issue(
+        tenant.id, app.client_id, presented.kind or "secret", _cae_capable(form.get("claims"))
+    )
     answer: dict[str, Any] = {
         "token_type": "Bearer",
         "expires_in": issued.expires_in,
@@ -128,6 +154,17 @@ def token(tenant_id: str) -> Any:
     return jsonify(answer)
 
 
+def _cae_capable(claims: str | None) -> bool:
+    """Whether the `claims` parameter declares the client capability cp1 (as MSAL sends it
+    for client_capabilities=["cp1"]: {"access_token": {"xms_cc": {"values": ["cp1"]}}})."""
+    try:
+        document = json.loads(claims or "{}")
+        values = document["access_token"]["xms_cc"]["values"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    return isinstance(values, list) and "cp1" in values
+
+
 def describe_token_request() -> dict[str, Any]:
     """What stats record about a token request: never the secret or the assertion."""
     presented = client_auth.presented_credential(request.form, request.headers.get("Authorization"))
@@ -136,6 +173,7 @@ def describe_token_request() -> dict[str, Any]:
         "clientId": presented.client_id,
         "credentialKind": presented.kind,
         "scope": request.form.get("scope"),
+        "claims": request.form.get("claims"),
     }
 
 

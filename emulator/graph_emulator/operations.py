@@ -3,13 +3,14 @@ request handling all use these names."""
 
 from __future__ import annotations
 
-ENTRA_OPERATIONS = frozenset({"discovery", "token"})
+ENTRA_OPERATIONS = frozenset({"discovery", "keys", "token"})
 GRAPH_OPERATIONS = frozenset({"createOrGet", "getMeeting", "patchMeeting", "deleteMeeting"})
 OPERATIONS = ENTRA_OPERATIONS | GRAPH_OPERATIONS
 
 # The Flask endpoint that serves each operation.
 ENDPOINTS = {
     "identity.discovery": "discovery",
+    "identity.keys": "keys",
     "identity.token": "token",
     "graph.create_or_get": "createOrGet",
     "graph.get_meeting": "getMeeting",

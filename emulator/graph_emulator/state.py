@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from .config import EmulatorConfig
+from .config import CallerApi, EmulatorConfig
 from .directory import Directory
 from .faults import FaultPlan
 from .meetings import MeetingStore
@@ -29,6 +29,7 @@ class EmulatorState:
     meetings: MeetingStore
     faults: FaultPlan
     stats: Stats
+    caller_api: CallerApi | None = None
 
     @classmethod
     def from_config(cls, config: EmulatorConfig, audience: str) -> EmulatorState:
@@ -42,6 +43,7 @@ class EmulatorState:
             meetings=MeetingStore(lock),
             faults=FaultPlan(lock),
             stats=Stats(lock),
+            caller_api=config.caller_api,
         )
 
     def reset(self) -> None:

@@ -69,13 +69,20 @@ def test_every_operation_has_the_id_a_developer_would_call() -> None:
 def test_the_api_key_is_required_at_the_root_and_waived_for_the_platform_endpoints() -> None:
     scheme = DOCUMENT["components"]["securitySchemes"]["apiKeyBearer"]
     assert scheme["type"] == "http" and scheme["scheme"] == "bearer" and scheme["description"]
-    assert DOCUMENT["security"] == [{"apiKeyBearer": []}]
+    token = DOCUMENT["components"]["securitySchemes"]["entraToken"]
+    assert token["type"] == "http" and token["scheme"] == "bearer"
+    assert token["bearerFormat"] == "JWT" and token["description"]
+    # Either scheme: an API key or an Entra ID access token.
+    assert DOCUMENT["security"] == [{"apiKeyBearer": []}, {"entraToken": []}]
     for path, _, op in operations():
         if path in OPS_PATHS:
             assert op["security"] == [], path
         else:
             assert "security" not in op, path  # the root's applies
             assert "WWW-Authenticate" in op["responses"]["401"]["headers"]
+            assert {"Retry-After", "RateLimit-Policy", "RateLimit"} <= set(
+                op["responses"]["429"]["headers"]
+            ), path
 
 
 def test_every_operation_takes_and_every_answer_carries_x_request_id() -> None:
