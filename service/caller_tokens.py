@@ -60,7 +60,8 @@ class KeysUnavailable(Exception):
 @dataclass
 class _TenantKeys:
     keys: dict[str, jwt.PyJWK]
-    fetched_at: float  # time.monotonic() of the last fetch attempt after an unknown kid
+    # time.monotonic() of the last fetch made for an unknown kid (None: none yet)
+    refreshed_at: float | None = None
 
 
 class SigningKeys:
@@ -89,16 +90,21 @@ class SigningKeys:
             cached = self._cache.get(tenant_id)
             if cached is not None and kid in cached.keys:
                 return cached.keys[kid]
-            if cached is not None and self.clock() - cached.fetched_at < KEY_REFRESH_INTERVAL:
+            now = self.clock()
+            if (
+                cached is not None
+                and cached.refreshed_at is not None
+                and now - cached.refreshed_at < KEY_REFRESH_INTERVAL
+            ):
                 return None  # refreshed recently: an unknown kid stays unknown for now
             try:
                 keys = self._fetch(tenant_id)
             except KeysUnavailable:
                 if cached is None:
                     raise
-                cached.fetched_at = self.clock()  # keep the cached keys, retry later
+                cached.refreshed_at = now  # keep the cached keys, retry later
                 return None
-            self._cache[tenant_id] = _TenantKeys(keys, self.clock())
+            self._cache[tenant_id] = _TenantKeys(keys, now if cached is not None else None)
             return keys.get(kid)
 
     def _fetch(self, tenant_id: str) -> dict[str, jwt.PyJWK]:

@@ -199,7 +199,7 @@ class RateLimited(ServiceError):
     def __init__(self, detail: str, *, limit: str, retry_after: int, headers: Mapping[str, str]):
         super().__init__(
             detail,
-            extensions={"limit": limit, "retryAfterSeconds": retry_after},
+            extensions={"rateLimit": limit, "retryAfterSeconds": retry_after},
             headers={"Retry-After": str(retry_after), **headers},
         )
 

@@ -502,6 +502,12 @@ class ProblemSchema(Schema):
         metadata={"description": "organizer-quota-exhausted: meetings created this month"}
     )
     limit = fields.Integer(metadata={"description": "organizer-quota-exhausted: the monthly limit"})
+    rateLimit = fields.String(
+        metadata={"description": "rate-limited: the caller's rate limit, e.g. 120 per 1 minute"}
+    )
+    requiredRole = fields.String(
+        metadata={"description": "insufficient-scope: the app role the token must carry"}
+    )
     retryAfterSeconds = fields.Integer(
         metadata={"minimum": 1, "description": "429 and 503: the Retry-After header's value"}
     )

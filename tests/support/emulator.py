@@ -105,6 +105,22 @@ class EmulatorHandle(EmulatorProcess):
         """Forget meetings, stats, faults and rate limits."""
         self._admin("POST", "reset")
 
+    def caller_token(self, **body: Any) -> str:
+        """POST /_emulator/caller-token: a caller token for the service (tenantId, appId,
+        version, audience, roles, claims overrides)."""
+        return str(self._admin("POST", "caller-token", body).json()["access_token"])
+
+    def rotate_keys(self, keep_previous: bool = True) -> str:
+        """POST /_emulator/rotate-keys: sign with a new key from now on; its kid."""
+        return str(
+            self._admin("POST", "rotate-keys", {"keepPrevious": keep_previous}).json()["kid"]
+        )
+
+    def signing_key(self) -> dict[str, str]:
+        """GET /_emulator/signing-key: {"kid", "publicKeyPem"}."""
+        found: dict[str, str] = self._admin("GET", "signing-key").json()
+        return found
+
     def set_user(
         self,
         tenant_id: str,
