@@ -194,6 +194,13 @@ def test_bad_claims_are_401_invalid_token(entra: EntraStack, case: str, body: di
     assert_invalid_token(entra.call(token))
 
 
+def relative(value: Any, now: int) -> Any:
+    """ "$now-3600" as a time; any other value as it is."""
+    if isinstance(value, str) and value.startswith("$now"):
+        return now + int(value[4:] or 0)
+    return value
+
+
 def test_a_wrong_signature_is_401(entra: EntraStack) -> None:
     kid = entra.emulator.signing_key()["kid"]
     forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
