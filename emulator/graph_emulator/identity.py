@@ -168,13 +168,15 @@ def _cae_capable(claims: str | None) -> bool:
 def describe_token_request() -> dict[str, Any]:
     """What stats record about a token request: never the secret or the assertion."""
     presented = client_auth.presented_credential(request.form, request.headers.get("Authorization"))
-    return {
+    described: dict[str, Any] = {
         "tenantId": (request.view_args or {}).get("tenant_id"),
         "clientId": presented.client_id,
         "credentialKind": presented.kind,
         "scope": request.form.get("scope"),
-        "claims": request.form.get("claims"),
     }
+    if request.form.get("claims") is not None:  # CAE: the capability and challenge claims
+        described["claims"] = request.form["claims"]
+    return described
 
 
 def _check_scope(scope: str | None, audience: str) -> None:
