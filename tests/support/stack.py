@@ -11,6 +11,7 @@ import os
 import secrets
 import signal
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +20,13 @@ from typing import Any, BinaryIO, ClassVar, Self
 
 import requests
 from local_stack.api_server import service_environment, start_gunicorn
-from local_stack.clients import Caller, write_clients_file
+from local_stack.clients import (
+    CALLER_API_URI,
+    Caller,
+    caller_token_settings,
+    with_caller_apps,
+    write_clients_file,
+)
 from local_stack.processes import START_TIMEOUT, free_port, stop_process, wait_for_start
 from local_stack.redis_server import RedisServer
 
@@ -99,27 +106,48 @@ class ServiceProcess(LoopbackServer):
         return start_gunicorn(env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
 
 
+@dataclass
+class StackCaller(Caller):
+    """The stack's caller, and an Entra caller token of its app when the stack has one."""
+
+    token: str | None = None
+
+
 @contextmanager
 def open_stack(
     root: Path,
     caller_id: str,
     workers: int = 2,
     redis_url: str | None = None,
+    caller_tokens: bool = False,
     **settings: str,
-) -> Iterator[tuple[ServiceProcess, Caller]]:
+) -> Iterator[tuple[ServiceProcess, StackCaller]]:
     """A stack of its own in `root`: an emulator whose Graph knows every organizer (any GUID,
     the access policy granted), redis-server at `redis_url` (or one of its own), and the
     service (gunicorn, `workers`, LOG_LEVEL WARNING unless `settings` say otherwise) with one
-    caller allowed every organizer. For the bench and the fuzzer; stopped on exit."""
+    caller allowed every organizer. With `caller_tokens`, the service takes API keys and
+    Entra caller tokens (CALLER_AUTH=both), the caller has an Entra app known to the
+    emulator, and `caller.token` is a v2 caller token of it (from the emulator's token
+    endpoint, client credentials). For the bench and the fuzzer; stopped on exit."""
     setup = default_config(root, any_user=True, global_access_policy=True)
-    caller = Caller(caller_id, secrets.token_urlsafe(32), ["*"])
+    caller = StackCaller(caller_id, secrets.token_urlsafe(32), ["*"])
+    config = setup.config
+    api_client_id = str(uuid.uuid4())
+    if caller_tokens:
+        caller.app_id, caller.app_secret = str(uuid.uuid4()), secrets.token_urlsafe(24)
+        config = with_caller_apps(config, api_client_id, [caller])
+        settings = {**caller_token_settings(api_client_id), **settings}
     clients = write_clients_file(root / "clients.json", [caller])
     with ExitStack() as stopping:
         if redis_url is None:
             redis_server = RedisServer(root / "redis").start()
             stopping.callback(redis_server.stop)
             redis_url = redis_server.url
-        emulator = stopping.enter_context(start_emulator(root, setup.config))
+        emulator = stopping.enter_context(start_emulator(root, config))
+        if caller.app_id and caller.app_secret:
+            caller.token = emulator.get_token(
+                setup.tenant_id, caller.app_id, caller.app_secret, f"{CALLER_API_URI}/.default"
+            )
         settings = {"AZURE_CLIENT_SECRET": setup.client_secret, "LOG_LEVEL": "WARNING", **settings}
         env = service_environment(
             emulator, setup.tenant_id, setup.client_id, redis_url, clients, **settings
