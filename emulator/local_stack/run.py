@@ -2,11 +2,12 @@
 
 With AZURE_TENANT_ID, AZURE_CLIENT_ID, REDIS_URL and CLIENTS_FILE set (and one credential),
 it serves against that tenant and Redis. Otherwise it starts a local redis-server and the
-Graph emulator under .run/, makes a demo caller with a fresh API key, and prints a curl
-line to try it. Either way the API is served as in the pod: nginx on PORT (default 8080)
-in front of gunicorn on an internal loopback port, with the proxy configuration of
-deploy/base/proxy/ rendered into .run/nginx/. Everything it starts listens on 127.0.0.1
-and stops with it (Ctrl-C).
+Graph emulator under .run/, makes a demo caller with a fresh API key and an Entra app of
+its own (whose caller tokens the emulator mints; the service takes both, CALLER_AUTH=both),
+and prints curl lines to try each. Either way the API is served as in the pod: nginx on
+PORT (default 8080) in front of gunicorn on an internal loopback port, with the proxy
+configuration of deploy/base/proxy/ rendered into .run/nginx/. Everything it starts
+listens on 127.0.0.1 and stops with it (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from local_stack.api_server import service_environment, start_gunicorn
-from local_stack.clients import Caller, write_clients_file
+from local_stack.clients import (
+    CALLER_API_URI,
+    CALLER_APP_ROLE,
+    Caller,
+    caller_token_settings,
+    with_caller_apps,
+    write_clients_file,
+)
 from local_stack.emulator import EmulatorProcess
 from local_stack.processes import (
     StackError,
@@ -75,16 +83,21 @@ def demo_environment(processes: list[subprocess.Popen[bytes]]) -> dict[str, str]
         str(uuid.uuid4()),
         secrets.token_urlsafe(24),
     )
+    api_key = secrets.token_urlsafe(32)
+    # The demo caller's Entra app (Meetings.Provision), and the service's own app.
+    demo = Caller(
+        "demo", api_key, ["*"], app_id=str(uuid.uuid4()), app_secret=secrets.token_urlsafe(24)
+    )
+    api_client_id = str(uuid.uuid4())
     emulator = EmulatorProcess.start(
-        emulator_config(tenant, client_id, client_secret),
+        with_caller_apps(emulator_config(tenant, client_id, client_secret), api_client_id, [demo]),
         STATE / "emulator-config.json",
         STATE / "emulator",
         port=int(os.environ.get("DEMO_EMULATOR_PORT", "0")),
     )
     processes.append(emulator.process)
 
-    api_key = secrets.token_urlsafe(32)
-    clients_path = write_clients_file(STATE / "clients.json", [Caller("demo", api_key, ["*"])])
+    clients_path = write_clients_file(STATE / "clients.json", [demo])
     port = os.environ.get("PORT", "8080")
     print(
         f"\nDemo stack: Graph emulator at {emulator.base_url}, Redis at 127.0.0.1:{redis_port}.\n"
@@ -92,6 +105,17 @@ def demo_environment(processes: list[subprocess.Popen[bytes]]) -> dict[str, str]
         f"  curl -s -X POST http://127.0.0.1:{port}/v1/meetings \\\n"
         f"    -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n"
         f'    -d \'{{"bookingId": "demo-1", "organizerId": "{DEMO_ORGANIZER}", '
+        '"subject": "Demo"}\'\n'
+        f"\nOr with an Entra ID caller token of the demo app ({demo.app_id}, app role "
+        f"{CALLER_APP_ROLE}), from the emulator's token endpoint:\n"
+        f"  TOKEN=$(curl -s --cacert {emulator.ca_bundle} \\\n"
+        f"    {emulator.authority_host}/{tenant}/oauth2/v2.0/token \\\n"
+        f"    -d grant_type=client_credentials -d client_id={demo.app_id} \\\n"
+        f"    -d client_secret={demo.app_secret} -d scope={CALLER_API_URI}/.default \\\n"
+        "    | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')\n"
+        f"  curl -s -X POST http://127.0.0.1:{port}/v1/meetings \\\n"
+        "    -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n"
+        f'    -d \'{{"bookingId": "demo-2", "organizerId": "{DEMO_ORGANIZER}", '
         '"subject": "Demo"}\'\n',
         flush=True,
     )
@@ -102,6 +126,7 @@ def demo_environment(processes: list[subprocess.Popen[bytes]]) -> dict[str, str]
         redis.url,
         clients_path,
         AZURE_CLIENT_SECRET=client_secret,
+        **caller_token_settings(api_client_id),
     )
 
 

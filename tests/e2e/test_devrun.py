@@ -1,5 +1,7 @@
 """`make run` for real: python -m local_stack starts Redis, the Graph emulator and the
-API, prints a demo key and a curl line that works, and takes everything down on SIGTERM."""
+API, prints a demo key and a curl line that works, and the curl lines that get an Entra
+caller token from the emulator and call the API with it (run here as printed, with bash and
+curl), and takes everything down on SIGTERM."""
 
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ CURL = re.compile(
     r"\s+-H 'Authorization: Bearer (?P<key>[^']+)' -H 'Content-Type: application/json' \\\n"
     r"\s+-d '(?P<body>[^']+)'"
 )
+# The two commands of the caller token's instructions: get a token, then POST with it.
+TOKEN_CURL = re.compile(r"^  TOKEN=\$\(curl .*?\n(?:    .*\n)*?  curl .*?\n(?:    .*\n)+", re.M)
 
 
 class Output:
@@ -132,6 +136,24 @@ def test_make_run_serves_the_demo_and_stops_everything_on_sigterm(tmp_path):
         assert replay.status_code == 200, replay.text
         assert replay.headers["Idempotent-Replayed"] == "true"
         assert replay.json()["meetingId"] == created.json()["meetingId"]
+
+        # The Entra caller token's instructions, followed as printed.
+        token_curl = TOKEN_CURL.search(text)
+        assert token_curl is not None, text
+        assert "scope=api://meeting-provisioning/.default" in token_curl[0], token_curl[0]
+        script = token_curl[0].rstrip("\n") + " -o entra-post.json -w '%{http_code}'\n"
+        env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+        entra = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        answer = (tmp_path / "entra-post.json").read_text() if entra.returncode == 0 else ""
+        assert entra.stdout == "201", f"{entra.stdout}{entra.stderr}{answer}"
+        assert json.loads(answer)["bookingId"] == "demo-2", answer
 
         members = session_members(process.pid)
         assert len(members) >= 5, members  # devrun, redis, emulator, gunicorn + workers
