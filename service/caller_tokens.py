@@ -147,9 +147,11 @@ class CallerTokens:
         audiences: tuple[str, ...],
         tenants: tuple[str, ...],
         role: str,
+        v1_issuer_host: str = "https://sts.windows.net",
     ) -> None:
         self.keys = keys
         self.authority_host = authority_host
+        self.v1_issuer_host = v1_issuer_host
         self.audiences = list(audiences)
         self.tenants = frozenset(tenants)
         self.role = role
@@ -162,6 +164,7 @@ class CallerTokens:
             audiences=settings.caller_token_audiences,
             tenants=settings.caller_tenants,
             role=settings.caller_app_role,
+            v1_issuer_host=settings.cloud.v1_issuer_host,
         )
 
     def caller(self, callers: Mapping[str, Caller], token: str) -> Caller:
@@ -227,7 +230,7 @@ class CallerTokens:
         except jwt.InvalidTokenError:
             self._invalid("signature", "The access token's signature or claims are invalid.")
         issuers = {
-            f"https://sts.windows.net/{tenant}/",  # v1
+            f"{self.v1_issuer_host}/{tenant}/",  # v1 (the cloud's, see service.clouds)
             f"{self.authority_host}/{tenant}/v2.0",  # v2
         }
         if claims.get("iss") not in issuers:

@@ -2,6 +2,11 @@
 
 Tokens are not interchangeable between clouds, so the authority host, the Graph root and
 the token scope (`<graph root>/.default`) must all come from the same row.
+
+`v1_issuer_host` is the host of Entra ID's v1 token issuer (`<host>/<tenant id>/`), which a
+v1 access token (requestedAccessTokenVersion 1, the default of an app registration) carries
+in `iss`: sts.windows.net in the global and US Government clouds, sts.chinacloudapi.cn in
+the China cloud (21Vianet). v2 tokens carry `<authority host>/<tenant id>/v2.0` instead.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ class Cloud:
     authority_host: str
     graph_root: str
     beta: bool  # createOrGet is published in /beta only in the global cloud
+    v1_issuer_host: str = "https://sts.windows.net"
 
 
 CLOUDS: dict[str, Cloud] = {
@@ -28,6 +34,7 @@ CLOUDS: dict[str, Cloud] = {
             "https://login.chinacloudapi.cn",
             "https://microsoftgraph.chinacloudapi.cn",
             False,
+            "https://sts.chinacloudapi.cn",
         ),
     )
 }

@@ -183,3 +183,101 @@ def test_the_readme_lists_exactly_the_variables_the_service_reads():
         for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1])
     }
     assert documented == variable_names()
+
+
+# --- callers' Entra tokens and rate limits -------------------------------------------------
+
+OTHER_TENANT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+APP = "12345678-1234-1234-1234-123456789abc"
+
+
+@pytest.fixture
+def entra_env(env, tmp_path):
+    """`env` whose CLIENTS_FILE entry also names an Entra app."""
+    clients = tmp_path / "clients-entra.json"
+    key = hashlib.sha256(b"k").hexdigest()
+    entry = {"id": "a", "keySha256": key, "appId": APP, "organizers": ["*"]}
+    clients.write_text(json.dumps({"clients": [entry]}))
+    return {**env, "CLIENTS_FILE": str(clients)}
+
+
+def test_callers_authenticate_by_key_unless_told_otherwise(env):
+    settings = Settings.from_env(env)
+    assert settings.caller_auth == "keys"
+    assert settings.caller_tenants == (TENANT,)
+    assert settings.caller_app_role == "Meetings.Provision"
+    assert settings.default_caller_rate_limit is None
+
+
+@pytest.mark.parametrize("mode", ["keys", "entra", "both", "BOTH"])
+def test_caller_auth_modes(entra_env, mode):
+    settings = Settings.from_env(
+        {**entra_env, "CALLER_AUTH": mode, "CALLER_TOKEN_AUDIENCE": "api://mp, 0000-app "}
+    )
+    assert settings.caller_auth == mode.lower()
+    assert settings.caller_token_audiences == ("api://mp", "0000-app")
+
+
+def test_an_unknown_caller_auth_is_refused(env):
+    with pytest.raises(ConfigError, match="CALLER_AUTH='oauth' is not one of keys, entra, both"):
+        Settings.from_env({**env, "CALLER_AUTH": "oauth"})
+
+
+@pytest.mark.parametrize("mode", ["entra", "both"])
+def test_tokens_need_an_audience(entra_env, mode):
+    with pytest.raises(
+        ConfigError, match=f"CALLER_TOKEN_AUDIENCE is required with CALLER_AUTH={mode}"
+    ):
+        Settings.from_env({**entra_env, "CALLER_AUTH": mode, "CALLER_TOKEN_AUDIENCE": " , "})
+
+
+def test_entra_only_needs_a_caller_with_an_app(env):
+    with pytest.raises(ConfigError, match="no CLIENTS_FILE entry has an appId"):
+        Settings.from_env({**env, "CALLER_AUTH": "entra", "CALLER_TOKEN_AUDIENCE": "api://mp"})
+
+
+def test_caller_tenants_are_a_comma_separated_list_of_guids(env):
+    settings = Settings.from_env({**env, "CALLER_TENANTS": f" {TENANT} ,{OTHER_TENANT.upper()},"})
+    assert settings.caller_tenants == (TENANT, OTHER_TENANT)
+
+
+def test_a_caller_tenant_that_is_not_a_guid_is_refused(env):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**env, "CALLER_TENANTS": f"{TENANT},contoso.onmicrosoft.com"})
+    assert "CALLER_TENANTS: 'contoso.onmicrosoft.com' is not a tenant id (a GUID)" in str(
+        raised.value
+    )
+
+
+def test_the_caller_app_role_can_be_renamed(env):
+    settings = Settings.from_env({**env, "CALLER_APP_ROLE": "Bookings.Write"})
+    assert settings.caller_app_role == "Bookings.Write"
+
+
+@pytest.mark.parametrize("limit", ["120/minute", "10 per second", "1000/hour"])
+def test_a_default_caller_rate_limit_in_the_limits_syntax(env, limit):
+    assert (
+        Settings.from_env({**env, "DEFAULT_CALLER_RATE_LIMIT": limit}).default_caller_rate_limit
+        == limit
+    )
+
+
+@pytest.mark.parametrize(
+    "limit", ["120", "fast", "120/fortnight", "-1/minute", "10/second;100/minute", "/minute"]
+)
+def test_a_default_caller_rate_limit_that_does_not_parse_is_refused(env, limit):
+    with pytest.raises(ConfigError, match="DEFAULT_CALLER_RATE_LIMIT=.* is not one limit"):
+        Settings.from_env({**env, "DEFAULT_CALLER_RATE_LIMIT": limit})
+
+
+@pytest.mark.parametrize(
+    ("cloud", "v1_issuer_host"),
+    [
+        ("global", "https://sts.windows.net"),
+        ("usgov", "https://sts.windows.net"),
+        ("dod", "https://sts.windows.net"),
+        ("china", "https://sts.chinacloudapi.cn"),
+    ],
+)
+def test_each_cloud_names_its_v1_token_issuer(env, cloud, v1_issuer_host):
+    assert Settings.from_env({**env, "GRAPH_CLOUD": cloud}).cloud.v1_issuer_host == v1_issuer_host
