@@ -156,13 +156,14 @@ def token(tenant_id: str) -> Any:
 
 def _cae_capable(claims: str | None) -> bool:
     """Whether the `claims` parameter declares the client capability cp1 (as MSAL sends it
-    for client_capabilities=["cp1"]: {"access_token": {"xms_cc": {"values": ["cp1"]}}})."""
+    for client_capabilities=["cp1"]: {"access_token": {"xms_cc": {"values": ["cp1"]}}}).
+    Entra compares it without case: azure-identity sends "CP1"."""
     try:
         document = json.loads(claims or "{}")
         values = document["access_token"]["xms_cc"]["values"]
     except (ValueError, KeyError, TypeError):
         return False
-    return isinstance(values, list) and "cp1" in values
+    return isinstance(values, list) and "cp1" in {str(value).lower() for value in values}
 
 
 def describe_token_request() -> dict[str, Any]:
