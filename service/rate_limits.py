@@ -26,7 +26,7 @@ from limits import RateLimitItem
 from service import metrics
 from service.callers import Caller, parse_rate_limit
 from service.errors import RateLimited, StoreUnavailable
-from service.store import BookingStore
+from service.store import KEY_PREFIX, BookingStore
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,9 @@ class CallerRateLimits:
         if limit is None:
             return None
         window = limit.get_expiry()
-        key = f"ratelimit:{{{caller.id}}}:{limit.amount}:{window}"
+        # Under the service's key prefix, like every key it writes (an ACL user may be
+        # limited to it); the caller is the key's hash tag.
+        key = f"{KEY_PREFIX}:ratelimit:{{{caller.id}}}:{limit.amount}:{window}"
 
         def count() -> tuple[int, int]:
             found = self.store.script(HIT)(keys=[key], args=[window * 1000])

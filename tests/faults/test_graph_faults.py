@@ -12,39 +12,23 @@ from local_stack.processes import wait_until
 
 from tests.support.factories import booking
 from tests.support.fault_table import graph_requests_of, meeting_counts
+from tests.support.fixtures import SHORT_GRAPH_BUDGET, SHORT_GRAPH_READ_TIMEOUT
 from tests.support.metrics import scrape, timed, value
 from tests.support.problems import assert_problem
 from tests.support.stack import ServiceProcess
 
 pytestmark = pytest.mark.faults
 
-GRAPH_BUDGET = 3.0
-GRAPH_READ_TIMEOUT = 1.0
+GRAPH_BUDGET = SHORT_GRAPH_BUDGET
+GRAPH_READ_TIMEOUT = SHORT_GRAPH_READ_TIMEOUT
 # The budget, plus the one attempt that may start just before it ends, plus slack for a
 # busy machine: an answer later than this was not bounded by the budget.
 ANSWER_BOUND = GRAPH_BUDGET + GRAPH_READ_TIMEOUT + 2.0
 
 
-@pytest.fixture(scope="module")
-def graph_service(tmp_path_factory, service_env):
-    """Small Graph budget and read timeout, so exhausting them takes seconds. The circuit
-    breaker is off here: these tests are about the retries inside one request's budget
-    (tests/faults/test_breaker.py covers the circuit)."""
-    process = ServiceProcess(
-        tmp_path_factory.mktemp("graph-faults-service"),
-        service_env(
-            GRAPH_BUDGET_SECONDS=str(GRAPH_BUDGET),
-            GRAPH_READ_TIMEOUT=str(GRAPH_READ_TIMEOUT),
-            GRAPH_CIRCUIT_FAILURES="0",
-        ),
-    ).start()
-    yield process
-    process.stop()
-
-
 @pytest.fixture
-def client(graph_service, callers, tally):
-    return tally.client(graph_service.url, callers["eu"].key)
+def client(short_budget_service, callers, tally):
+    return tally.client(short_budget_service.url, callers["eu"].key)
 
 
 def graph_timeouts(service: ServiceProcess) -> float:
@@ -153,19 +137,19 @@ def test_a_retry_after_beyond_the_budget_is_passed_on_at_once(client, emulator, 
 
 
 def test_graph_too_slow_is_504_and_the_retry_gets_the_same_meeting(
-    client, graph_service, emulator, organizer, tally
+    client, short_budget_service, emulator, organizer, tally
 ):
     """Every attempt times out, but Graph goes on to handle each one: the first creates the
     meeting after the caller got 504; the retry returns that meeting, not a second one."""
     emulator.add_fault(target="createOrGet", latencyMs=2000, organizerId=organizer)
     body = booking(organizer)
-    timeouts_before = graph_timeouts(graph_service)
+    timeouts_before = graph_timeouts(short_budget_service)
 
     answer, elapsed = timed(client.post, body)
     problem = assert_problem(answer, 504, "graph-timeout")
     assert "safe" in problem["detail"]
     assert elapsed < ANSWER_BOUND
-    attempts = graph_timeouts(graph_service) - timeouts_before
+    attempts = graph_timeouts(short_budget_service) - timeouts_before
     assert attempts >= 2  # retried inside the budget
 
     emulator.clear_faults()

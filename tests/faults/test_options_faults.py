@@ -7,10 +7,6 @@ counted (the fault table's PATCH and "options in effect" columns)."""
 from __future__ import annotations
 
 import concurrent.futures
-import http.client
-import json
-import os
-import signal
 import threading
 import time
 from typing import Any
@@ -23,15 +19,15 @@ from tests.support.contract import validator
 from tests.support.emulator import EmulatorHandle
 from tests.support.factories import booking
 from tests.support.fault_table import Tally, booking_external_id
+from tests.support.fixtures import SHORT_GRAPH_BUDGET, SHORT_GRAPH_READ_TIMEOUT
 from tests.support.metrics import scrape, value
 from tests.support.problems import assert_problem
-from tests.support.processes import kill_redis, worker_holding, workers_of
-from tests.support.stack import ServiceProcess
+from tests.support.processes import kill_redis, kill_the_worker_serving, workers_of
 
 pytestmark = pytest.mark.faults
 
-GRAPH_BUDGET = 3.0
-GRAPH_READ_TIMEOUT = 1.0
+GRAPH_BUDGET = SHORT_GRAPH_BUDGET
+GRAPH_READ_TIMEOUT = SHORT_GRAPH_READ_TIMEOUT
 OPTIONS = {
     "lobbyBypassSettings": {"scope": "everyone"},
     "allowedPresenters": "organizer",
@@ -39,25 +35,9 @@ OPTIONS = {
 }
 
 
-@pytest.fixture(scope="module")
-def options_service(tmp_path_factory, service_env):
-    """Small Graph budget and read timeout, so exhausting them takes seconds; the circuit
-    is off (tests/faults/test_breaker.py covers it)."""
-    process = ServiceProcess(
-        tmp_path_factory.mktemp("options-faults-service"),
-        service_env(
-            GRAPH_BUDGET_SECONDS=str(GRAPH_BUDGET),
-            GRAPH_READ_TIMEOUT=str(GRAPH_READ_TIMEOUT),
-            GRAPH_CIRCUIT_FAILURES="0",
-        ),
-    ).start()
-    yield process
-    process.stop()
-
-
 @pytest.fixture
-def client(options_service, callers, tally):
-    return tally.client(options_service.url, callers["eu"].key)
+def client(short_budget_service, callers, tally):
+    return tally.client(short_budget_service.url, callers["eu"].key)
 
 
 def patches_of(emulator: EmulatorHandle, meeting_id: str) -> list[dict[str, Any]]:
@@ -183,10 +163,10 @@ def test_a_patch_failing_past_its_budget_leaves_options_pending_until_the_retry(
 
 
 def test_fifty_identical_posts_make_one_create_or_get_and_one_patch(
-    options_service, callers, emulator, organizer, tally
+    short_budget_service, callers, emulator, organizer, tally
 ):
     body = booking(organizer, options=OPTIONS)
-    clients = [tally.client(options_service.url, callers["eu"].key) for _ in range(10)]
+    clients = [tally.client(short_budget_service.url, callers["eu"].key) for _ in range(10)]
     with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
         answers = list(pool.map(lambda i: clients[i % 10].post(body), range(50)))
     statuses = sorted({a.status_code for a in answers})
@@ -217,29 +197,15 @@ def test_a_worker_killed_between_create_or_get_and_the_patch(
     emulator.add_fault(
         target="patchMeeting", latencyMs=2000, reset=True, count=1, organizerId=organizer
     )
-    connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
-    try:
-        connection.connect()
-        client_port = connection.sock.getsockname()[1]
-        connection.request(
-            "POST",
-            "/v1/meetings",
-            body=json.dumps(body),
-            headers={"Authorization": f"Bearer {caller.key}", "Content-Type": "application/json"},
-        )
-        tally.count()
-        wait_until(
-            lambda: any(m["externalId"] == external_id for m in emulator.stats()["meetings"]),
-            10,
-            "Graph to create the meeting",
-        )
-        time.sleep(0.5)  # the PATCH is on its way
-        victim = worker_holding(service, client_port)
-        os.kill(victim, signal.SIGKILL)
-        with pytest.raises(ConnectionError):
-            connection.getresponse()
-    finally:
-        connection.close()
+    tally.count()
+    victim = kill_the_worker_serving(
+        service,
+        caller.key,
+        body,
+        lambda: any(m["externalId"] == external_id for m in emulator.stats()["meetings"]),
+        "Graph to create the meeting",
+        then_wait=0.5,  # the PATCH is on its way
+    )
     wait_until(
         lambda: len(workers_of(service)) == 2 and victim not in workers_of(service),
         15,
@@ -301,13 +267,13 @@ def test_redis_unavailable_between_the_two_steps(
 
 
 def test_a_cancel_whose_closing_patch_fails_still_deletes(
-    client, options_service, emulator, organizer, tally
+    client, short_budget_service, emulator, organizer, tally
 ):
     body = booking(organizer, options=OPTIONS)
     created = client.post(body)
     assert created.status_code == 201, created.text
     meeting_id = created.json()["meetingId"]
-    failures = value(scrape(options_service.url), "mps_lobby_close_failures_total") or 0
+    failures = value(scrape(short_budget_service.url), "mps_lobby_close_failures_total") or 0
     emulator.add_fault(target="patchMeeting", status=503, organizerId=organizer)
 
     tally.count()
@@ -316,7 +282,7 @@ def test_a_cancel_whose_closing_patch_fails_still_deletes(
     assert emulator.meeting(meeting_id) is None
     closing = [p for p in patches_of(emulator, meeting_id) if p["body"] == CLOSED_LOBBY]
     assert closing and all(p["status"] == 503 for p in closing)
-    assert value(scrape(options_service.url), "mps_lobby_close_failures_total") == failures + 1
+    assert value(scrape(short_budget_service.url), "mps_lobby_close_failures_total") == failures + 1
     assert_problem(client.get(body["bookingId"]), 404, "booking-cancelled")
     counts = tally.settle(emulator, [created.json()["externalId"]], organizer=organizer)
     assert counts[created.json()["externalId"]]["calls"] == 1

@@ -4,18 +4,13 @@ the lock expires, the caller's retry finishes the booking with that same meeting
 
 from __future__ import annotations
 
-import http.client
-import json
-import os
-import signal
-
 import pytest
 from local_stack.processes import wait_until
 
 from service.store import key
 from tests.support.factories import booking
 from tests.support.fault_table import booking_external_id, graph_requests_of
-from tests.support.processes import worker_holding, workers_of
+from tests.support.processes import kill_the_worker_serving, workers_of
 
 pytestmark = pytest.mark.faults
 
@@ -47,31 +42,17 @@ def test_a_worker_killed_mid_call_leaves_one_meeting_that_the_retry_returns(
         organizerId=organizer,
     )
 
-    connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
-    try:
-        connection.connect()
-        client_port = connection.sock.getsockname()[1]
-        connection.request(
-            "POST",
-            "/v1/meetings",
-            body=json.dumps(body),
-            headers={"Authorization": f"Bearer {caller.key}", "Content-Type": "application/json"},
-        )
-        tally.count()
-        wait_until(
-            lambda: any(
-                m["externalId"] == external_id and m["created"] == 1
-                for m in emulator.stats()["meetings"]
-            ),
-            10,
-            "Graph to create the meeting",
-        )
-        victim = worker_holding(service, client_port)
-        os.kill(victim, signal.SIGKILL)
-        with pytest.raises(ConnectionError):  # reset or closed without an answer
-            connection.getresponse()
-    finally:
-        connection.close()
+    tally.count()
+    victim = kill_the_worker_serving(
+        service,
+        caller.key,
+        body,
+        lambda: any(
+            m["externalId"] == external_id and m["created"] == 1
+            for m in emulator.stats()["meetings"]
+        ),
+        "Graph to create the meeting",
+    )
 
     # The dead worker's lock is still there; nothing was stored.
     assert redis_server.client().pttl(lock_key) > 0

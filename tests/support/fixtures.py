@@ -132,6 +132,30 @@ def service(
     process.stop()
 
 
+# The Graph budget and read timeout of short_budget_service: exhausting them takes seconds.
+SHORT_GRAPH_BUDGET = 3.0
+SHORT_GRAPH_READ_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def short_budget_service(
+    tmp_path_factory: pytest.TempPathFactory, service_env: Callable[..., dict[str, str]]
+) -> Iterator[ServiceProcess]:
+    """A service of the module's own with a short Graph budget and read timeout, and the
+    circuit breaker off: for tests of the retries inside one request's budget
+    (tests/faults/test_breaker.py covers the circuit)."""
+    process = ServiceProcess(
+        tmp_path_factory.mktemp("short-budget-service"),
+        service_env(
+            GRAPH_BUDGET_SECONDS=str(SHORT_GRAPH_BUDGET),
+            GRAPH_READ_TIMEOUT=str(SHORT_GRAPH_READ_TIMEOUT),
+            GRAPH_CIRCUIT_FAILURES="0",
+        ),
+    ).start()
+    yield process
+    process.stop()
+
+
 @pytest.fixture
 def start_service(
     tmp_path: Path, service_env: Callable[..., dict[str, str]]

@@ -3,10 +3,16 @@ client's connection) through /proc, and kill or signal a redis-server."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from local_stack.processes import wait_until
 from local_stack.redis_server import RedisServer
 
 from tests.support.stack import ServiceProcess
@@ -68,3 +74,37 @@ def kill_redis(server: RedisServer) -> None:
 def signal_redis(server: RedisServer, signum: signal.Signals) -> None:
     assert server.process is not None
     server.process.send_signal(signum)
+
+
+def kill_the_worker_serving(
+    service: ServiceProcess,
+    key: str,
+    body: dict[str, Any],
+    reached: Callable[[], bool],
+    what: str,
+    then_wait: float = 0.0,
+) -> int:
+    """POST `body` with API key `key` on a connection of its own, wait until `reached()`
+    (the request got that far at Graph) and `then_wait` seconds more, SIGKILL the gunicorn
+    worker serving it, and check that the client got no answer; the killed worker's pid."""
+    connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
+    try:
+        connection.connect()
+        client_port = connection.sock.getsockname()[1]
+        connection.request(
+            "POST",
+            "/v1/meetings",
+            body=json.dumps(body),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+        wait_until(reached, 10, what)
+        time.sleep(then_wait)
+        victim = worker_holding(service, client_port)
+        os.kill(victim, signal.SIGKILL)
+        try:
+            connection.getresponse()
+        except ConnectionError:  # reset or closed without an answer
+            return victim
+        raise AssertionError("the killed worker's client got an answer")
+    finally:
+        connection.close()
