@@ -16,8 +16,16 @@ from service.store import BookingStore, new_lock_token
 
 logger = logging.getLogger(__name__)
 
-FIRST_POLL = 0.01
-LAST_POLL = 0.2
+# A request waiting for a booking's lock blocks on Redis until the holder releases it
+# (BookingStore.wait_for_release), for at most this long at a time: a holder that died
+# without releasing never wakes anyone, and its expired lock must be seen as soon as the
+# polling this replaced saw it.
+LONGEST_BLOCK = 0.2
+# A block shorter than this is not worth a round trip (the wait's last moments, or a
+# REDIS_TIMEOUT_SECONDS too short to block within it): the waiter sleeps for up to POLL
+# instead, then looks at the lock again.
+SHORTEST_BLOCK = 0.01
+POLL = 0.1
 # A lock whose release failed (Redis unreachable: a failover, a restart) would hold up every
 # later request for its booking until it expires (LOCK_TTL_SECONDS), though Redis is
 # usually back within seconds. Releasing is a compare-and-delete on our token, so trying
@@ -27,25 +35,54 @@ MAX_PENDING_RELEASES = 10_000
 
 
 def attempts(
-    booking_id: str, wait_seconds: float, sleep: Callable[[float], None] = time.sleep
+    store: BookingStore,
+    caller_id: str,
+    booking_id: str,
+    wait_seconds: float,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[int]:
-    """Yield the attempt number, sleeping with a growing poll in between; BookingBusy once
-    `wait_seconds` would pass."""
+    """Yield the attempt number; in between, wait for this request's turn at the booking's
+    lock; BookingBusy once `wait_seconds` have passed."""
     deadline = time.monotonic() + wait_seconds
-    poll = FIRST_POLL
     attempt = 0
     while True:
         yield attempt
         attempt += 1
-        if time.monotonic() + poll > deadline:
+        if time.monotonic() >= deadline or not wait_for_turn(
+            store, caller_id, booking_id, deadline, sleep
+        ):
             raise BookingBusy(
                 f"Another request for booking {booking_id!r} has held it for over "
                 f"{wait_seconds:g} s (it may still be talking to Microsoft Graph). Retry the "
                 "same request; it will return that meeting.",
                 retry_after=1,
             )
-        sleep(poll)
-        poll = min(LAST_POLL, poll * 2)
+
+
+def wait_for_turn(
+    store: BookingStore,
+    caller_id: str,
+    booking_id: str,
+    deadline: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Wait until the booking's lock is free, or its holder released or lost it (it expired
+    and another may have taken it): True, worth another attempt. False once `deadline` (of
+    time.monotonic()) has passed with the same holder."""
+    holder = store.holder(caller_id, booking_id)
+    while holder is not None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        block = min(LONGEST_BLOCK, store.longest_block(remaining))
+        if block < SHORTEST_BLOCK:
+            sleep(min(POLL, remaining))
+        elif store.wait_for_release(caller_id, booking_id, holder, block):
+            return True
+        # Not woken: the holder still works, or died and its lock expired.
+        if store.holder(caller_id, booking_id) != holder:
+            return True
+    return True
 
 
 @contextmanager
@@ -58,7 +95,7 @@ def held(
 ) -> Iterator[None]:
     """Hold the booking's lock for the block, waiting up to `wait_seconds` for it."""
     token = new_lock_token()
-    for _ in attempts(booking_id, wait_seconds, sleep):
+    for _ in attempts(store, caller_id, booking_id, wait_seconds, sleep):
         if store.acquire(caller_id, booking_id, token):
             break
     try:

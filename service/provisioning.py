@@ -120,7 +120,9 @@ class Provisioner:
         return require_active(self.store.get(caller.id, booking_id), booking_id)
 
     def _single_flight(self, caller: Caller, request: BookingRequest, token: str) -> Outcome:
-        for attempt in booking_lock.attempts(request.booking_id, self.wait_seconds, self.sleep):
+        for attempt in booking_lock.attempts(
+            self.store, caller.id, request.booking_id, self.wait_seconds, self.sleep
+        ):
             record = self.store.get(caller.id, request.booking_id)
             if record is not None and record.is_active and not record.options_pending:
                 return self._replay(record, request)

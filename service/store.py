@@ -7,6 +7,7 @@ missing store means for them (see service.provisioning).
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import threading
 from collections.abc import Callable
@@ -32,13 +33,26 @@ STORE_RETRY_AFTER = 2.0
 REDIS_FAILURES = (redis.RedisError, RedisClusterException)
 
 # Delete the lock only if it still holds our token: a lock that expired and was taken by
-# another request must not be released by us.
+# another request must not be released by us. In the same step, put one element in the
+# token's wake list (KEYS[2]), which wakes every request blocked on it (wait_for_release),
+# and keep the list a few seconds (ARGV[2], ms) for a waiter that read the token just before
+# the release and has not blocked yet.
 RELEASE_IF_OWNER = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('del', KEYS[1])
+    redis.call('del', KEYS[1])
+    redis.call('rpush', KEYS[2], '1')
+    redis.call('pexpire', KEYS[2], ARGV[2])
+    return 1
 end
 return 0
 """
+WAKE_TTL_MS = 5000
+# Redis ends a blocked command whose timeout passed on its next timer tick (every 1/hz s:
+# 100 ms at the default hz 10), so a block can last that much longer than asked.
+BLOCK_OVERSHOOT = 0.1
+# And its answer must arrive within the client's socket timeout (REDIS_TIMEOUT_SECONDS),
+# or redis-py takes it for a stalled Redis and sends the command again: this much earlier.
+BLOCK_ANSWER_MARGIN = 0.05
 
 
 def new_lock_token() -> str:
@@ -57,6 +71,13 @@ def key(kind: str, caller_id: str, booking_id: str) -> str:
     return f"{KEY_PREFIX}:{kind}:{{{caller_id}:{booking_id}}}"
 
 
+def wake_key(caller_id: str, booking_id: str, token: str) -> str:
+    """The list the release of the booking's lock held with `token` wakes its waiters by:
+    one per token, so a release never wakes (or lets spin) those waiting on a later holder;
+    in the booking's hash slot, so the release script may touch it with the lock."""
+    return f"{key('wake', caller_id, booking_id)}:{token}"
+
+
 def legacy_key(kind: str, caller_id: str, booking_id: str) -> str:
     """The name releases before hash tags used (`mps:v1:booking:<caller>:<booking>`).
 
@@ -73,16 +94,23 @@ class BookingStore:
         *,
         ttl_seconds: int,
         lock_ttl: float,
+        redis_timeout: float | None = None,
     ) -> None:
         """`client`, or a function that builds it on first use (a RedisCluster connects when
         built; built here inside `run`, an unreachable cluster is a StoreUnavailable like
-        any outage, not a service that cannot start)."""
+        any outage, not a service that cannot start). `redis_timeout`: the client's socket
+        timeout, which bounds how long a command may block (None: the client has none)."""
         self._client: RedisClient | None = None if callable(client) else client
         self._build = client if callable(client) else None
         self._building = threading.Lock()
         self._scripts: dict[str, Script] = {}
         self.ttl_seconds = ttl_seconds
         self.lock_ttl_ms = int(lock_ttl * 1000)
+        self._block_limit = (
+            math.inf
+            if redis_timeout is None
+            else redis_timeout - BLOCK_OVERSHOOT - BLOCK_ANSWER_MARGIN
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BookingStore:
@@ -90,6 +118,7 @@ class BookingStore:
             lambda: redis_client.build(settings.redis, settings.redis_timeout),
             ttl_seconds=settings.booking_ttl_seconds,
             lock_ttl=settings.lock_ttl,
+            redis_timeout=settings.redis_timeout,
         )
 
     @property
@@ -166,14 +195,38 @@ class BookingStore:
             return True
         # redis-py sends a command again when its answer timed out (a stalled Redis). If
         # the first SET did land, the resent one was refused by our own lock: it is ours.
-        return bool(self.run(lambda: self.client.get(lock)) == token)
+        return self.holder(caller_id, booking_id) == token
 
     def release(self, caller_id: str, booking_id: str, token: str) -> None:
-        lock = key("lock", caller_id, booking_id)
-        self.run(lambda: self.script(RELEASE_IF_OWNER)(keys=[lock], args=[token]))
+        """Delete the lock if `token` still holds it, and wake the requests waiting for it."""
+        keys = [key("lock", caller_id, booking_id), wake_key(caller_id, booking_id, token)]
+        self.run(lambda: self.script(RELEASE_IF_OWNER)(keys=keys, args=[token, WAKE_TTL_MS]))
 
     def locked(self, caller_id: str, booking_id: str) -> bool:
         return bool(self.run(lambda: self.client.exists(key("lock", caller_id, booking_id))))
+
+    def holder(self, caller_id: str, booking_id: str) -> str | None:
+        """The token holding the booking's lock; None when nobody holds it."""
+        found = self.run(lambda: self.client.get(key("lock", caller_id, booking_id)))
+        return None if found is None else str(found)
+
+    def longest_block(self, within: float) -> float:
+        """How long wait_for_release may be asked to block so that it ends within `within`
+        seconds and its answer within the socket timeout; 0 or less: not at all."""
+        return min(within - BLOCK_OVERSHOOT, self._block_limit)
+
+    def wait_for_release(self, caller_id: str, booking_id: str, token: str, seconds: float) -> bool:
+        """Block until `token` releases the booking's lock, or about `seconds` (at most
+        longest_block) pass; True if it did (released before the call too)."""
+        wake = wake_key(caller_id, booking_id, token)
+        # Redis reads the timeout to the millisecond, and 0 would block for ever.
+        block = max(0.001, round(seconds, 3))
+        # Moving the list's one element from its end to its front leaves it there, for
+        # every other request woken by the same release. BRPOPLPUSH rather than BLMOVE
+        # (the same RIGHT to LEFT, deprecated for it since Redis 6.2 but kept): Azure Cache
+        # for Redis 6 is Redis 6.0, the first to take a decimal timeout.
+        moved = self.run(lambda: self.client.brpoplpush(wake, wake, block))
+        return moved is not None
 
     def ping(self) -> bool:
         return bool(self.run(lambda: self.client.ping()))

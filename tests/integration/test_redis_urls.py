@@ -4,7 +4,9 @@ releases before hash tags."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import re
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from service import quota, redis_client, store
 from service.config import ConfigError, Settings, parse_redis_url
 from service.quota import MonthlyCounters, counter_key, legacy_counter_key
 from service.record import BookingRecord, Status
-from service.store import BookingStore, key, legacy_key
+from service.store import BookingStore, key, legacy_key, wake_key
 from tests.support.redis_topologies import Cluster, TlsRedis
 
 pytestmark = pytest.mark.integration
@@ -134,7 +136,10 @@ def test_tls_files_need_a_tls_url_and_come_in_pairs(tmp_path):
 # --- one slot per script call and key family ---------------------------------------------
 
 SCRIPTS = {
-    "release-if-owner": (store.RELEASE_IF_OWNER, [key("lock", "booking-eu", "room:1:x")]),
+    "release-if-owner": (
+        store.RELEASE_IF_OWNER,
+        [key("lock", "booking-eu", "room:1:x"), wake_key("booking-eu", "room:1:x", "token")],
+    ),
     "reserve-under-limit": (quota.RESERVE_UNDER_LIMIT, [counter_key(ORGANIZER, "2026-11")]),
 }
 
@@ -158,6 +163,7 @@ def test_a_bookings_keys_share_a_slot(caller, booking_id):
     booking, lock = key("booking", caller, booking_id), key("lock", caller, booking_id)
     assert booking == f"mps:v1:booking:{{{caller}:{booking_id}}}"
     assert key_slot(booking.encode()) == key_slot(lock.encode())
+    assert key_slot(booking.encode()) == key_slot(wake_key(caller, booking_id, "t").encode())
     assert key_slot(booking.encode()) == key_slot(f"{caller}:{booking_id}".encode())
 
 
@@ -217,6 +223,21 @@ def test_records_locks_and_scripts_on_a_cluster(cluster_store):
         assert not cluster_store.locked("eu", booking_id)
     assert [cluster_store.get("eu", b).booking_id for b in ids] == ids
     assert cluster_store.ping()
+
+
+def test_a_release_wakes_its_waiters_on_a_cluster(cluster_store):
+    """The release script writes the lock and the wake list in one slot, and the blocking
+    wait goes to that slot's primary, on every primary."""
+    for booking_id in (f"w-{n}" for n in range(12)):
+        assert cluster_store.acquire("eu", booking_id, "t1")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            woken = pool.submit(cluster_store.wait_for_release, "eu", booking_id, "t1", 0.3)
+            time.sleep(0.05)
+            released = time.monotonic()
+            cluster_store.release("eu", booking_id, "t1")
+            assert woken.result(timeout=5), booking_id
+            assert time.monotonic() - released < 0.1
+        assert not cluster_store.wait_for_release("eu", booking_id, "t2", 0.05)
 
 
 def test_quota_counts_and_the_usage_gauges_read_every_primary(cluster, cluster_store):
@@ -303,7 +324,9 @@ def test_tls_with_the_acl_user_and_a_client_certificate(tmp_path):
         found = tls_store.get("eu", "b")
         assert found is not None and found.booking_id == "b" and found.meeting == {"id": "m"}
         assert tls_store.acquire("eu", "b", "t")
+        assert not tls_store.wait_for_release("eu", "b", "t", 0.05)
         tls_store.release("eu", "b", "t")
+        assert tls_store.wait_for_release("eu", "b", "t", 0.05)
         assert MonthlyCounters(tls_store).reserve(ORGANIZER, "2031-03", 5) == 1
         assert MonthlyCounters(tls_store).created_in("2031-03") == {ORGANIZER: 1}
         # The ACL user may touch nothing outside mps:*.

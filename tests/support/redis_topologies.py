@@ -119,8 +119,8 @@ class Node:
 # sends when it connects (AUTH, HELLO; CLIENT SETINFO, which
 # it may be refused) or loads a script.
 SERVICE_COMMANDS = (
-    "+get +set +exists +incr +decr +expire +del +scan +ping +evalsha +eval +script|load "
-    "+auth +hello +select"
+    "+get +set +exists +incr +decr +expire +pexpire +del +scan +ping +rpush +brpoplpush "
+    "+evalsha +eval +script|load +auth +hello +select"
 )
 
 
