@@ -69,7 +69,7 @@ def wait_for_turn(
     """Wait until the booking's lock is free, or its holder released or lost it (it expired
     and another may have taken it): True, worth another attempt. False once `deadline` (of
     time.monotonic()) has passed with the same holder."""
-    holder = store.holder(caller_id, booking_id)
+    holder = store.holder_to_wait_for(caller_id, booking_id)
     while holder is not None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -80,7 +80,7 @@ def wait_for_turn(
         elif store.wait_for_release(caller_id, booking_id, holder, block):
             return True
         # Not woken: the holder still works, or died and its lock expired.
-        if store.holder(caller_id, booking_id) != holder:
+        if store.holder_to_wait_for(caller_id, booking_id) != holder:
             return True
     return True
 

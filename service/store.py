@@ -33,19 +33,34 @@ STORE_RETRY_AFTER = 2.0
 REDIS_FAILURES = (redis.RedisError, RedisClusterException)
 
 # Delete the lock only if it still holds our token: a lock that expired and was taken by
-# another request must not be released by us. In the same step, put one element in the
-# token's wake list (KEYS[2]), which wakes every request blocked on it (wait_for_release),
-# and keep the list a few seconds (ARGV[2], ms) for a waiter that read the token just before
-# the release and has not blocked yet.
+# another request must not be released by us. In the same step, if a request waits for the
+# release (the waiting mark, KEYS[2]), put one element in the token's wake list (KEYS[3]):
+# that wakes every request blocked on it (wait_for_release), and is kept a little (ARGV[2],
+# ms) for a waiter that read the token just before the release and has not blocked yet. A
+# release nobody waits for writes nothing more.
 RELEASE_IF_OWNER = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
     redis.call('del', KEYS[1])
-    redis.call('rpush', KEYS[2], '1')
-    redis.call('pexpire', KEYS[2], ARGV[2])
+    if redis.call('del', KEYS[2]) == 1 then
+        redis.call('rpush', KEYS[3], '1')
+        redis.call('pexpire', KEYS[3], ARGV[2])
+    end
     return 1
 end
 return 0
 """
+# The lock's token, for a request about to wait for its release: in the same step, mark the
+# booking as waited for (KEYS[2], for ARGV[1] ms, renewed at each look), so the release
+# wakes it. Marked after the release, it marks the next holder's: no wake is lost.
+HOLDER_TO_WAIT_FOR = """
+local holder = redis.call('get', KEYS[1])
+if holder then
+    redis.call('set', KEYS[2], '1', 'PX', ARGV[1])
+end
+return holder
+"""
+# How long a waiting mark and a wake list live: far longer than one block and the look
+# that follows it, short enough to leave nothing behind.
 WAKE_TTL_MS = 5000
 # Redis ends a blocked command whose timeout passed on its next timer tick (every 1/hz s:
 # 100 ms at the default hz 10), so a block can last that much longer than asked.
@@ -76,6 +91,11 @@ def wake_key(caller_id: str, booking_id: str, token: str) -> str:
     one per token, so a release never wakes (or lets spin) those waiting on a later holder;
     in the booking's hash slot, so the release script may touch it with the lock."""
     return f"{key('wake', caller_id, booking_id)}:{token}"
+
+
+def waiting_key(caller_id: str, booking_id: str) -> str:
+    """The mark that a request waits for the booking's lock (see HOLDER_TO_WAIT_FOR)."""
+    return key("waiting", caller_id, booking_id)
 
 
 def legacy_key(kind: str, caller_id: str, booking_id: str) -> str:
@@ -195,19 +215,25 @@ class BookingStore:
             return True
         # redis-py sends a command again when its answer timed out (a stalled Redis). If
         # the first SET did land, the resent one was refused by our own lock: it is ours.
-        return self.holder(caller_id, booking_id) == token
+        return bool(self.run(lambda: self.client.get(lock)) == token)
 
     def release(self, caller_id: str, booking_id: str, token: str) -> None:
         """Delete the lock if `token` still holds it, and wake the requests waiting for it."""
-        keys = [key("lock", caller_id, booking_id), wake_key(caller_id, booking_id, token)]
+        keys = [
+            key("lock", caller_id, booking_id),
+            waiting_key(caller_id, booking_id),
+            wake_key(caller_id, booking_id, token),
+        ]
         self.run(lambda: self.script(RELEASE_IF_OWNER)(keys=keys, args=[token, WAKE_TTL_MS]))
 
     def locked(self, caller_id: str, booking_id: str) -> bool:
         return bool(self.run(lambda: self.client.exists(key("lock", caller_id, booking_id))))
 
-    def holder(self, caller_id: str, booking_id: str) -> str | None:
-        """The token holding the booking's lock; None when nobody holds it."""
-        found = self.run(lambda: self.client.get(key("lock", caller_id, booking_id)))
+    def holder_to_wait_for(self, caller_id: str, booking_id: str) -> str | None:
+        """The token holding the booking's lock, noting that a request waits for its
+        release (which then wakes it); None when nobody holds the lock."""
+        keys = [key("lock", caller_id, booking_id), waiting_key(caller_id, booking_id)]
+        found = self.run(lambda: self.script(HOLDER_TO_WAIT_FOR)(keys=keys, args=[WAKE_TTL_MS]))
         return None if found is None else str(found)
 
     def longest_block(self, within: float) -> float:

@@ -63,7 +63,7 @@ def test_waiters_are_woken_as_the_holder_releases(store):
 
 def test_a_release_just_before_the_wait_still_wakes_it(store, module_redis):
     assert store.acquire("eu", "b", "owner")
-    holder = store.holder("eu", "b")
+    holder = store.holder_to_wait_for("eu", "b")
     store.release("eu", "b", "owner")
     started = time.monotonic()
     assert store.wait_for_release("eu", "b", holder, 0.2)
@@ -73,17 +73,29 @@ def test_a_release_just_before_the_wait_still_wakes_it(store, module_redis):
     assert store.wait_for_release("eu", "b", holder, 0.2)
 
 
+def test_a_release_nobody_waits_for_writes_no_wake(store, module_redis):
+    assert store.acquire("eu", "b", "alone")
+    store.release("eu", "b", "alone")
+    assert not store.locked("eu", "b")
+    assert module_redis.client().keys("*") == []
+
+
 def test_a_release_wakes_only_the_waiters_of_its_own_token(store, module_redis):
     assert store.acquire("eu", "b", "first")
+    assert store.holder_to_wait_for("eu", "b") == "first"
     store.release("eu", "b", "second")  # not the holder: nothing released, nobody woken
     assert store.locked("eu", "b")
     assert not module_redis.client().exists(wake_key("eu", "b", "second"))
     store.release("eu", "b", "first")
     assert store.acquire("eu", "b", "later")
+    assert store.holder_to_wait_for("eu", "b") == "later"
     # The earlier release does not wake those waiting for the later holder: they block.
     started = time.monotonic()
     assert not store.wait_for_release("eu", "b", "later", 0.1)
     assert time.monotonic() - started >= 0.1
+    store.release("eu", "b", "later")
+    assert store.wait_for_release("eu", "b", "later", 0.1)
+    assert store.holder_to_wait_for("eu", "b") is None
 
 
 def test_a_lock_never_released_ends_in_booking_busy_on_time(store):
@@ -128,7 +140,7 @@ def test_waiting_on_an_unreachable_redis_is_store_unavailable():
     client = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
     store = BookingStore(client, ttl_seconds=60, lock_ttl=1, redis_timeout=0.5)
     for operation in (
-        lambda: store.holder("eu", "b"),
+        lambda: store.holder_to_wait_for("eu", "b"),
         lambda: store.wait_for_release("eu", "b", "t", 0.1),
         lambda: booking_lock.wait_for_turn(store, "eu", "b", time.monotonic() + 1),
     ):

@@ -18,7 +18,7 @@ from service import quota, redis_client, store
 from service.config import ConfigError, Settings, parse_redis_url
 from service.quota import MonthlyCounters, counter_key, legacy_counter_key
 from service.record import BookingRecord, Status
-from service.store import BookingStore, key, legacy_key, wake_key
+from service.store import BookingStore, key, legacy_key, waiting_key, wake_key
 from tests.support.redis_topologies import Cluster, TlsRedis
 
 pytestmark = pytest.mark.integration
@@ -138,7 +138,15 @@ def test_tls_files_need_a_tls_url_and_come_in_pairs(tmp_path):
 SCRIPTS = {
     "release-if-owner": (
         store.RELEASE_IF_OWNER,
-        [key("lock", "booking-eu", "room:1:x"), wake_key("booking-eu", "room:1:x", "token")],
+        [
+            key("lock", "booking-eu", "room:1:x"),
+            waiting_key("booking-eu", "room:1:x"),
+            wake_key("booking-eu", "room:1:x", "token"),
+        ],
+    ),
+    "holder-to-wait-for": (
+        store.HOLDER_TO_WAIT_FOR,
+        [key("lock", "booking-eu", "room:1:x"), waiting_key("booking-eu", "room:1:x")],
     ),
     "reserve-under-limit": (quota.RESERVE_UNDER_LIMIT, [counter_key(ORGANIZER, "2026-11")]),
 }
@@ -163,7 +171,8 @@ def test_a_bookings_keys_share_a_slot(caller, booking_id):
     booking, lock = key("booking", caller, booking_id), key("lock", caller, booking_id)
     assert booking == f"mps:v1:booking:{{{caller}:{booking_id}}}"
     assert key_slot(booking.encode()) == key_slot(lock.encode())
-    assert key_slot(booking.encode()) == key_slot(wake_key(caller, booking_id, "t").encode())
+    for other in (waiting_key(caller, booking_id), wake_key(caller, booking_id, "t")):
+        assert key_slot(booking.encode()) == key_slot(other.encode())
     assert key_slot(booking.encode()) == key_slot(f"{caller}:{booking_id}".encode())
 
 
@@ -230,6 +239,7 @@ def test_a_release_wakes_its_waiters_on_a_cluster(cluster_store):
     wait goes to that slot's primary, on every primary."""
     for booking_id in (f"w-{n}" for n in range(12)):
         assert cluster_store.acquire("eu", booking_id, "t1")
+        assert cluster_store.holder_to_wait_for("eu", booking_id) == "t1"
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             woken = pool.submit(cluster_store.wait_for_release, "eu", booking_id, "t1", 0.3)
             time.sleep(0.05)
@@ -324,6 +334,7 @@ def test_tls_with_the_acl_user_and_a_client_certificate(tmp_path):
         found = tls_store.get("eu", "b")
         assert found is not None and found.booking_id == "b" and found.meeting == {"id": "m"}
         assert tls_store.acquire("eu", "b", "t")
+        assert tls_store.holder_to_wait_for("eu", "b") == "t"
         assert not tls_store.wait_for_release("eu", "b", "t", 0.05)
         tls_store.release("eu", "b", "t")
         assert tls_store.wait_for_release("eu", "b", "t", 0.05)

@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 from redis.cluster import key_slot
 
-from service.store import BLOCK_ANSWER_MARGIN, BLOCK_OVERSHOOT, BookingStore, key, wake_key
+from service.store import (
+    BLOCK_ANSWER_MARGIN,
+    BLOCK_OVERSHOOT,
+    BookingStore,
+    key,
+    waiting_key,
+    wake_key,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -40,9 +47,10 @@ def test_a_client_without_a_socket_timeout_is_bounded_by_the_wait_alone():
 @pytest.mark.parametrize(
     ("caller", "booking_id"), [("booking-eu", "b-1"), ("a.b_c-d", "x~y.z_:-:")]
 )
-def test_the_wake_key_is_per_token_and_in_the_bookings_slot(caller, booking_id):
+def test_the_wake_keys_are_per_token_and_in_the_bookings_slot(caller, booking_id):
     first, second = wake_key(caller, booking_id, "t1"), wake_key(caller, booking_id, "t2")
     assert first != second
     assert first.startswith(key("wake", caller, booking_id))
-    lock = key("lock", caller, booking_id)
-    assert key_slot(first.encode()) == key_slot(second.encode()) == key_slot(lock.encode())
+    lock, waiting = key("lock", caller, booking_id), waiting_key(caller, booking_id)
+    slots = {key_slot(name.encode()) for name in (first, second, lock, waiting)}
+    assert len(slots) == 1
