@@ -4,7 +4,9 @@ Issue 11, figure 4: `N` concurrent identical POSTs for a new booking (few enough
 the service's threads at once), Graph slowed to `--latency-ms` by the emulator. One request
 owns the booking's lock and calls Graph (201); the others wait for it and replay (200). For
 each of `--rounds` new bookings this prints the time from the 201 to the last 200, measured
-at the client, then the median and the worst. Loopback only; stops everything it starts.
+at the client, then the median and the worst, and the commands Redis ran per storm (its
+INFO commandstats; EVALSHA counted once, not the commands of its script). Loopback only;
+stops everything it starts.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
+import redis
 from local_stack.api_server import service_environment
 from local_stack.clients import Caller, write_clients_file
 from local_stack.redis_server import RedisServer
@@ -45,6 +48,10 @@ def storm(url: str, key: str, body: dict[str, object], size: int) -> float:
     assert statuses == [200] * (size - 1) + [201], statuses
     owner = next(at for status, at in answers if status == 201)
     return max(at for _, at in answers) - owner
+
+
+def commands_run(client: redis.Redis) -> int:
+    return sum(int(stats["calls"]) for stats in client.info("commandstats").values())
 
 
 def main() -> None:
@@ -77,15 +84,19 @@ def main() -> None:
         organizer = str(uuid.uuid4())
         Client(service.url, caller.key).post(booking(organizer))  # warm: token, connections
         emulator.add_fault(target="createOrGet", latencyMs=args.latency_ms)
+        redis_client = redis.Redis.from_url(redis_server.url)
+        stopping.callback(redis_client.close)
+        commands_before = commands_run(redis_client)
         gaps = []
         for _ in range(args.rounds):
             gap = storm(service.url, caller.key, booking(organizer), args.requests)
             gaps.append(gap * 1000)
             print(f"last waiter answered {gap * 1000:6.1f} ms after the owner")
+        commands = (commands_run(redis_client) - commands_before) / args.rounds
         print(
             f"{args.requests} concurrent POSTs, Graph at {args.latency_ms} ms, "
             f"{args.rounds} rounds: median {statistics.median(gaps):.1f} ms, "
-            f"worst {max(gaps):.1f} ms"
+            f"worst {max(gaps):.1f} ms; {commands:.0f} Redis commands per storm"
         )
 
 
