@@ -16,10 +16,10 @@ from service.store import BookingStore, new_lock_token
 
 logger = logging.getLogger(__name__)
 
-# A request waiting for a booking's lock blocks on Redis until the holder releases it
-# (BookingStore.wait_for_release), for at most this long at a time: a holder that died
-# without releasing never wakes anyone, and its expired lock must be seen as soon as the
-# polling this replaced saw it.
+# A request waiting for a booking's lock blocks in Redis until the holder's release wakes
+# it (BookingStore.wait_for_release), but at most this long at a time before it looks at
+# the lock again: a holder that died wakes nobody, and its lock, once expired, should be
+# taken within a fraction of a second.
 LONGEST_BLOCK = 0.2
 # A block shorter than this is not worth a round trip (the wait's last moments, or a
 # REDIS_TIMEOUT_SECONDS too short to block within it): the waiter sleeps for up to POLL
