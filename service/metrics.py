@@ -4,6 +4,8 @@ process-local default registry is used (tests, `flask run`)."""
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -112,6 +114,31 @@ cae_challenges = Counter(
 redis_up = Gauge(
     "mps_redis_up", "1 if the last Redis command succeeded, else 0", multiprocess_mode="liveall"
 )
+_redis_up_written: int | None = None
+_redis_up_lock = threading.Lock()
+
+
+def report_redis(up: bool) -> None:
+    """Set mps_redis_up after a Redis command, writing only when it changes: every request
+    runs Redis commands, and each write to a multiprocess gauge takes a lock and checks the
+    process id."""
+    global _redis_up_written
+    value = int(up)
+    if value == _redis_up_written:
+        return
+    with _redis_up_lock:
+        if value != _redis_up_written:
+            redis_up.set(value)
+            _redis_up_written = value
+
+
+def _forget_redis_up() -> None:
+    # A forked worker has its own series (multiprocess mode): it must write its first value.
+    global _redis_up_written
+    _redis_up_written = None
+
+
+os.register_at_fork(after_in_child=_forget_redis_up)
 
 
 # Series an alert counts with increase() must exist at 0 before their first event, or the

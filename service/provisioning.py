@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from service import booking_lock, metrics
 from service import options as meeting_options
@@ -43,6 +44,19 @@ from service.record import BookingRecord, require_active
 from service.store import BookingStore, new_lock_token
 
 logger = logging.getLogger(__name__)
+
+
+class LockToken:
+    """The token this request holds the booking's lock with, drawn when it first tries to
+    take the lock: a replay never does, and drawing one reads the OS's random source."""
+
+    @cached_property
+    def value(self) -> str:
+        return new_lock_token()
+
+    @property
+    def drawn(self) -> bool:
+        return "value" in self.__dict__
 
 
 @dataclass(frozen=True)
@@ -93,7 +107,7 @@ class Provisioner:
     def provision(self, caller: Caller, request: BookingRequest) -> Outcome:
         self.organizers.check(caller, request)
         request = request.with_default_options(caller.default_options)
-        token = new_lock_token()
+        token = LockToken()
         try:
             return self._single_flight(caller, request, token)
         except StoreUnavailable:
@@ -114,12 +128,13 @@ class Provisioner:
             finally:
                 # A lock SET that timed out may still have landed in a stalled Redis; left
                 # there, it would hold up this booking until it expires.
-                booking_lock.release(self.store, caller.id, request.booking_id, token)
+                if token.drawn:
+                    booking_lock.release(self.store, caller.id, request.booking_id, token.value)
 
     def lookup(self, caller: Caller, booking_id: str) -> BookingRecord:
         return require_active(self.store.get(caller.id, booking_id), booking_id)
 
-    def _single_flight(self, caller: Caller, request: BookingRequest, token: str) -> Outcome:
+    def _single_flight(self, caller: Caller, request: BookingRequest, token: LockToken) -> Outcome:
         for attempt in booking_lock.attempts(
             self.store, caller.id, request.booking_id, self.wait_seconds, self.sleep
         ):
@@ -128,8 +143,8 @@ class Provisioner:
                 return self._replay(record, request)
             if record is not None and record.is_active:
                 self._check_same(record, request)  # a 409 needs no lock
-            if self.store.acquire(caller.id, request.booking_id, token):
-                return self._as_owner(caller, request, token)
+            if self.store.acquire(caller.id, request.booking_id, token.value):
+                return self._as_owner(caller, request, token.value)
             if attempt == 0:
                 metrics.meetings.labels(outcome="waited").inc()
         raise AssertionError("unreachable: attempts() ends by raising BookingBusy")

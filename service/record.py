@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from service import options as meeting_options
@@ -147,6 +148,13 @@ class BookingRecord:
     def cancelled(self) -> BookingRecord:
         return replace(self, status=Status.CANCELLED, cancelled_at=now())
 
+    @cached_property
+    def answer(self) -> bytes:
+        """`view()` as the API's answer body: built once per record, so a replay serves
+        bytes (a record read from the store is new, so it is built at most once per
+        request; see docs/performance.md)."""
+        return answer_body(self.view())
+
     def view(self) -> dict[str, Any]:
         """The API's body for this booking (MeetingSchema)."""
         meeting = self.meeting
@@ -217,6 +225,14 @@ class BookingRecord:
             if isinstance(error, UnreadableRecord):
                 raise
             raise UnreadableRecord(f"not a booking record: {type(error).__name__}") from None
+
+
+def answer_body(document: dict[str, Any]) -> bytes:
+    """A JSON answer body exactly as Flask's jsonify writes it (sorted keys, no spaces,
+    ASCII only, a final newline), so answers built from stored records and answers Flask
+    builds are byte for byte alike."""
+    text = json.dumps(document, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
+    return f"{text}\n".encode()
 
 
 def require_active(record: BookingRecord | None, booking_id: str) -> BookingRecord:

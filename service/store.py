@@ -163,14 +163,14 @@ class BookingStore:
         try:
             result = operation()
         except REDIS_FAILURES as error:
-            metrics.redis_up.set(0)
+            metrics.report_redis(up=False)
             # The error's class only: its text can name hosts, never needed here, and
             # must never carry a credential into the log.
             logger.warning("redis unavailable: %s", type(error).__name__)
             raise StoreUnavailable(
                 "The booking store (Redis) is unavailable.", STORE_RETRY_AFTER
             ) from error
-        metrics.redis_up.set(1)
+        metrics.report_redis(up=True)
         return result
 
     def get(self, caller_id: str, booking_id: str) -> BookingRecord | None:
