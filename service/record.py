@@ -27,7 +27,7 @@ from service.errors import BookingCancelled, BookingNotFound
 # answers 503 for a format 2 record during a rolling update (the caller retries, most
 # likely on a newer replica) rather than replay a booking whose options it would ignore.
 # Format 3 keeps format 2's JSON document (`to_json`) but stores it compressed
-# (`to_bytes`: zlib with a preset dictionary, service.record_format), about 500 bytes
+# (`to_bytes`: zlib with a preset dictionary, service.record_format), about 450 bytes
 # instead of 3 KB. Formats 1 and 2 are stored as JSON text and still read as before. A
 # release before format 3 cannot read the bytes at all (redis-py fails to decode them as
 # text, a 500): roll back only to a release that reads format 3 (docs/operations.md).

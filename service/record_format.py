@@ -4,7 +4,7 @@ A stored record is mostly Graph's onlineMeeting, whose keys, enum values and joi
 pieces are the same in every meeting; only ids, numbers and the caller's words differ.
 zlib on its own cannot exploit that in a 3 KB text (it has nothing to refer back to yet),
 so it starts from a preset dictionary (`zdict`) that reads like a record: it then spends
-its bits on what is new in this one. About 3 KB of JSON becomes about 500 bytes.
+its bits on what is new in this one. About 3 KB of JSON becomes about 450 bytes.
 
 The stored bytes are `MARK, format version, dictionary id`, then a zlib stream (whose
 checksum catches a damaged or truncated payload, and whose header names the dictionary's
