@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import redis
+from redis.client import NEVER_DECODE
 from redis.commands.core import Script
 from redis.exceptions import RedisClusterException
 
@@ -174,19 +175,19 @@ class BookingStore:
         return result
 
     def get(self, caller_id: str, booking_id: str) -> BookingRecord | None:
-        def read() -> object:
-            found = self.client.get(key("booking", caller_id, booking_id))
+        def read() -> bytes | None:
+            found = self.read_bytes(key("booking", caller_id, booking_id))
             if found is None:
                 # Written before hash tags: an upgrade must not lose a record (a lost
                 # cancellation would let a re-booking reuse the cancelled externalId).
-                found = self.client.get(legacy_key("booking", caller_id, booking_id))
+                found = self.read_bytes(legacy_key("booking", caller_id, booking_id))
             return found
 
         raw = self.run(read)
         if raw is None:
             return None
         try:
-            return BookingRecord.from_json(str(raw))
+            return BookingRecord.from_bytes(raw)
         except NewerRecord as error:
             # Written by a newer release during a rolling update: do not overwrite what
             # this code cannot read; the caller retries, most likely on a newer replica.
@@ -200,8 +201,17 @@ class BookingStore:
             logger.warning("unreadable booking record treated as absent: %s", error)
             return None
 
+    def read_bytes(self, name: str) -> bytes | None:
+        """GET `name` as the bytes Redis holds. The client decodes replies as UTF-8 text
+        (decode_responses), which compressed records are not: NEVER_DECODE turns that off
+        for this one command, on the same pooled connections, for every topology."""
+        found: bytes | None = self.client.execute_command(  # type: ignore[no-untyped-call]
+            "GET", name, **{NEVER_DECODE: True}
+        )
+        return found
+
     def put(self, caller_id: str, booking_id: str, record: BookingRecord) -> None:
-        payload = record.to_json()
+        payload = record.to_bytes()
         self.run(
             lambda: self.client.set(
                 key("booking", caller_id, booking_id), payload, ex=self.ttl_seconds

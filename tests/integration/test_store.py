@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
+import zlib
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import redis
+from graph_emulator import times
+from graph_emulator.config import User
+from graph_emulator.meeting_builder import new_meeting
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from service import record_format
 from service.errors import StoreUnavailable
 from service.record import FORMAT_VERSION, BookingRecord, Status
-from service.store import BookingStore, key
+from service.store import BookingStore, key, legacy_key
 
 pytestmark = pytest.mark.integration
 
@@ -40,12 +47,24 @@ def record(booking_id: str = "b:1", **changes) -> BookingRecord:
     )
 
 
+def stored_bytes(module_redis, name: str) -> bytes:
+    """The value under `name` exactly as Redis holds it."""
+    return redis.Redis.from_url(module_redis.url).get(name)
+
+
+def stored_document(module_redis, name: str) -> dict[str, Any]:
+    """The JSON document of the compressed record stored under `name`."""
+    raw = stored_bytes(module_redis, name)
+    assert record_format.is_compressed(raw)
+    return json.loads(record_format.decompress(raw))
+
+
 def test_records_round_trip_with_the_ttl(store, module_redis):
     stored = record()
     store.put("eu", "b:1", stored)
     assert store.get("eu", "b:1") == stored
     assert 3590 < module_redis.client().ttl(key("booking", "eu", "b:1")) <= 3600
-    raw = json.loads(module_redis.client().get(key("booking", "eu", "b:1")))
+    raw = stored_document(module_redis, key("booking", "eu", "b:1"))
     assert raw["formatVersion"] == FORMAT_VERSION
 
 
@@ -101,7 +120,7 @@ def test_records_written_before_the_record_type_keep_loading(store, module_redis
     # Written back, each keeps every field it had, now with a format version.
     for name, raw in WRITTEN_BEFORE_RECORD_TYPE.items():
         store.put("eu", name, store.get("eu", name))
-        rewritten = json.loads(module_redis.client().get(key("booking", "eu", name)))
+        rewritten = stored_document(module_redis, key("booking", "eu", name))
         assert rewritten.pop("formatVersion") == FORMAT_VERSION
         before = {"status": "active", "generation": 0, **json.loads(raw)}
         assert rewritten == before
@@ -162,3 +181,179 @@ def test_an_unreachable_redis_is_store_unavailable(redis_server):
         with pytest.raises(StoreUnavailable) as raised:
             operation()
         assert raised.value.retry_after >= 1
+
+
+# --- format 3: compressed records ---------------------------------------------------------
+
+TENANT = "6dd81c6a-52ea-4be3-94eb-7a74652f72d7"
+ORGANIZER = "d14b9f15-d3ef-42f2-aad5-01b86bbbf497"
+START, END = "2026-11-23T08:00:00.0000000Z", "2026-11-23T09:00:00.0000000Z"
+
+
+def emulator_meeting(external_id: str, **body: Any) -> dict[str, Any]:
+    """A new meeting exactly as the emulator's Graph returns it from createOrGet."""
+    meeting = new_meeting(
+        tenant_id=TENANT,
+        organizer=User(ORGANIZER),
+        body={"externalId": external_id, **body},
+        start=times.now_ticks(),
+        end=times.now_ticks() + 36_000_000_000,
+        audience="https://graph.microsoft.com",
+    )
+    context = (
+        f"https://graph.microsoft.com/v1.0/$metadata#users('{ORGANIZER}')/onlineMeetings/$entity"
+    )
+    return {"@odata.context": context, **meeting}
+
+
+def realistic(booking_id: str = "room-42:2026-11-23T09:00", **request: Any) -> BookingRecord:
+    """The record of a booking with a subject, times and one attendee, as the service stores
+    it after an emulator createOrGet."""
+    external_id = str(uuid.uuid4())
+    attendee = {"role": "presenter", "upn": "ada.lovelace@contoso.com", "userId": None}
+    fingerprint = {
+        "organizerId": ORGANIZER,
+        "organizerPool": None,
+        "subject": "Design review – Käse & Crème",  # not ASCII: stored as UTF-8
+        "startDateTime": START,
+        "endDateTime": END,
+        "attendees": [attendee],
+        "chatInfo": None,
+        **request,
+    }
+    meeting = emulator_meeting(
+        external_id,
+        subject=fingerprint["subject"],
+        participants={"attendees": [{"upn": attendee["upn"], "role": "presenter"}]},
+    )
+    return BookingRecord.provisioned(
+        booking_id=booking_id,
+        generation=0,
+        external_id=external_id,
+        organizer_id=ORGANIZER,
+        request=fingerprint,
+        meeting=meeting | {"startDateTime": START, "endDateTime": END},
+        graph_request_id=str(uuid.uuid4()),
+    )
+
+
+PENDING = {
+    "options": {"allowedPresenters": "organizer", "lobbyBypassSettings": {"scope": "everyone"}}
+}
+
+
+def every_kind() -> dict[str, BookingRecord]:
+    active = realistic()
+    pending = realistic(**PENDING)
+    applied = pending.options_applied(
+        pending.meeting | {"allowedPresenters": "organizer", "lobbyBypassSettings": {
+            "scope": "everyone", "isDialInBypassEnabled": False}}, "r-3")  # fmt: skip
+    bare = BookingRecord.provisioned(
+        booking_id="b",
+        generation=0,
+        external_id="e",
+        organizer_id=ORGANIZER,
+        request={},
+        meeting={"id": "m"},
+        graph_request_id=None,
+    )
+    return {
+        "active": active,
+        "options pending": pending,
+        "options applied": applied,
+        "rescheduled": active.rescheduled(
+            active.meeting | {"subject": "moved"}, active.request | {"subject": "moved"}, "r-2"
+        ),
+        "cancelled": active.cancelled(),
+        "re-booked": replace(realistic(), generation=3),
+        "pool": realistic(organizerPool="support", organizerId=None),
+        "no optional fields": replace(bare, provisioned_at=None),
+    }
+
+
+@pytest.mark.parametrize("kind", list(every_kind()))
+def test_every_kind_of_record_round_trips_compressed(store, module_redis, kind):
+    record_ = every_kind()[kind]
+    store.put("eu", "b", record_)
+    raw = stored_bytes(module_redis, key("booking", "eu", "b"))
+    assert raw[: record_format.HEADER_SIZE] == bytes(
+        [record_format.MARK, FORMAT_VERSION, record_format.CURRENT_DICTIONARY]
+    )
+    found = store.get("eu", "b")
+    assert found == record_
+    # What the API answers is built from the record: the same body, byte for byte.
+    assert json.dumps(found.view(), sort_keys=True) == json.dumps(record_.view(), sort_keys=True)
+
+
+def test_a_realistic_record_is_stored_in_under_a_kilobyte(store, module_redis):
+    record_ = realistic()
+    assert len(record_.to_json().encode()) > 2500  # Graph's whole onlineMeeting is in it
+    store.put("eu", "room-42:2026-11-23T09:00", record_)
+    name = key("booking", "eu", "room-42:2026-11-23T09:00")
+    # MEMORY USAGE counts the key, the value and Redis's own bookkeeping for them.
+    assert module_redis.client().memory_usage(name, samples=0) < 1024
+    assert len(stored_bytes(module_redis, name)) < 700
+
+
+def test_format_2_text_records_are_still_read_under_either_name(store, module_redis):
+    pending = realistic(**PENDING)
+    document = json.loads(pending.to_json()) | {"formatVersion": 2}
+    as_written = json.dumps(document, separators=(",", ":"), sort_keys=True)
+    module_redis.client().set(key("booking", "eu", "new"), as_written)
+    module_redis.client().set(legacy_key("booking", "eu", "old"), as_written)
+    assert store.get("eu", "new") == pending
+    assert store.get("eu", "old") == pending
+    assert store.get("eu", "old").options_pending
+
+
+def damaged(payload: bytes) -> bytes:
+    middle = len(payload) // 2
+    return payload[:middle] + bytes([payload[middle] ^ 0x55]) + payload[middle + 1 :]
+
+
+def test_garbage_bytes_count_as_absent(store, module_redis):
+    good = realistic().to_bytes()
+    garbage = {
+        "not utf-8": b"\xff\xfe\x80 not text",
+        "empty": b"",
+        "truncated": good[:-20],
+        "header only": good[: record_format.HEADER_SIZE],
+        "short header": good[:2],
+        "damaged": damaged(good),
+        "padded": good + b"more",
+        "not json inside": record_format.compress("{not json", FORMAT_VERSION),
+        "no record inside": record_format.compress('{"formatVersion":3}', FORMAT_VERSION),
+    }
+    client = redis.Redis.from_url(module_redis.url)
+    for name, value in garbage.items():
+        client.set(key("booking", "eu", name), value)
+    for name in garbage:
+        assert store.get("eu", name) is None, name
+    # The store repairs such a record by writing it again.
+    store.put("eu", "truncated", realistic())
+    assert store.get("eu", "truncated") is not None
+
+
+def test_compressed_records_of_a_newer_release_are_unavailable(store, module_redis):
+    stream = realistic().to_bytes()[record_format.HEADER_SIZE :]
+    newer = {
+        "newer format": bytes([record_format.MARK, FORMAT_VERSION + 1, 1]) + stream,
+        "newer dictionary": bytes([record_format.MARK, FORMAT_VERSION, 99]) + stream,
+    }
+    client = redis.Redis.from_url(module_redis.url)
+    for name, value in newer.items():
+        client.set(key("booking", "eu", name), value)
+        with pytest.raises(StoreUnavailable):
+            store.get("eu", name)
+        assert client.get(key("booking", "eu", name)) == value  # left as it was
+
+
+def test_a_wrong_dictionary_is_damage_not_a_wrong_record(store, module_redis):
+    """zlib's header names the dictionary's checksum: bytes compressed with another
+    dictionary under our id cannot decompress into something else."""
+    compressor = zlib.compressobj(9, zdict=b"another dictionary entirely")
+    text = realistic().to_json().encode()
+    value = realistic().to_bytes()[: record_format.HEADER_SIZE]
+    value += compressor.compress(text) + compressor.flush()
+    redis.Redis.from_url(module_redis.url).set(key("booking", "eu", "b"), value)
+    assert store.get("eu", "b") is None

@@ -14,7 +14,7 @@ from service import options
 from service.booking import BookingRequest, MeetingChange, differing_fields
 from service.callers import CallerRegistryError, load_callers
 from service.problems import flatten_messages
-from service.record import BookingRecord
+from service.record import FORMAT_VERSION, BookingRecord
 from service.schemas import BookingSchema, MeetingChangeSchema
 from tests.support.contract import document
 
@@ -203,7 +203,7 @@ def record(**overrides) -> BookingRecord:
 def test_a_record_without_pending_options_says_nothing_of_them_and_old_records_load():
     plain = record()
     assert not plain.options_pending
-    assert json.loads(plain.to_json())["formatVersion"] == 2
+    assert json.loads(plain.to_json())["formatVersion"] == FORMAT_VERSION
     assert "optionsPending" not in json.loads(plain.to_json())
     old = json.dumps(
         {
@@ -225,7 +225,7 @@ def test_a_record_with_pending_options_round_trips():
     )
     assert pending.options_pending
     document_ = json.loads(pending.to_json())
-    assert (document_["formatVersion"], document_["optionsPending"]) == (2, True)
+    assert (document_["formatVersion"], document_["optionsPending"]) == (FORMAT_VERSION, True)
     loaded = BookingRecord.from_json(pending.to_json())
     assert loaded == pending
     assert loaded.view()["optionsPending"] is True
