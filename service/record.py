@@ -27,13 +27,17 @@ from service.errors import BookingCancelled, BookingNotFound
 # Format 1 records read as format 2 without options. A release that reads only format 1
 # answers 503 for a format 2 record during a rolling update (the caller retries, most
 # likely on a newer replica) rather than replay a booking whose options it would ignore.
-# Format 3 keeps format 2's JSON document (`to_json`) but stores it compressed
-# (`to_bytes`: zlib with a preset dictionary, service.record_format), about 450 bytes
-# instead of 3 KB. Formats 1 and 2 are stored as JSON text and still read as before. A
-# release before format 3 cannot read the bytes at all (redis-py fails to decode them as
-# text, a 500): roll back only to a release that reads format 3 (docs/operations.md).
+# Format 3 stores the record compressed in a JSON envelope (service.record_format), about
+# 600 bytes instead of 3 KB: the payload is format 2's JSON document (`to_json`), a newline,
+# and the API's answer body for the record (`answer`), so a replay serves those bytes as
+# they are. Formats 1 and 2 are stored as the JSON document itself and still read as
+# before. A release before format 3 reads the envelope's formatVersion and answers 503.
 FORMAT_VERSION = 3
 READABLE_VERSIONS = frozenset({1, 2, 3})
+# What the answer stored with a record holds (`view` rendered by `answer_body`): change it
+# whenever they would render a stored record differently, and stored answers of the old
+# layout are rendered afresh instead of served (tests/unit/test_meeting_answer.py).
+ANSWER_LAYOUT = 1
 # What a record without a formatVersion is.
 UNVERSIONED = 1
 
@@ -201,27 +205,37 @@ class BookingRecord:
             document["optionsPending"] = True
         return json.dumps(document, separators=(",", ":"), sort_keys=True)
 
-    def to_bytes(self) -> bytes:
-        """What the store keeps: the JSON document, compressed (format 3)."""
-        return record_format.compress(self.to_json(), FORMAT_VERSION)
+    def to_stored(self) -> str:
+        """What the store keeps (format 3): the JSON document and the answer, compressed."""
+        payload = self.to_json().encode() + b"\n" + self.answer
+        return record_format.pack(payload, FORMAT_VERSION, answerLayout=ANSWER_LAYOUT)
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> BookingRecord:
-        """Read what the store holds: compressed bytes (format 3 on) or the JSON text of
-        formats 1-2; NewerRecord or UnreadableRecord otherwise."""
-        if not record_format.is_compressed(raw):
-            return cls.from_json(raw)
+    def from_stored(cls, raw: str | bytes) -> BookingRecord:
+        """Read what the store holds, of any format this code has written; NewerRecord or
+        UnreadableRecord otherwise."""
         try:
-            _require_readable(record_format.version_of(raw))
-            text = record_format.decompress(raw)
-        except NewerRecord:
-            raise
+            envelope = json.loads(raw)
+        except ValueError:  # UnicodeDecodeError too
+            raise UnreadableRecord("not a booking record: not JSON") from None
+        if not isinstance(envelope, dict) or not record_format.is_packed(envelope):
+            return cls.from_document(envelope)
+        _require_readable(envelope.get("formatVersion"))
+        try:
+            payload = record_format.unpack(envelope)
         except record_format.UnknownDictionary as error:
             # Only a newer release can have written it: like a newer format, not junk.
             raise NewerRecord(str(error)) from None
         except ValueError as error:
             raise UnreadableRecord(f"not a booking record: {error}") from None
-        return cls.from_json(text)
+        # The document is JSON without a raw newline (json.dumps escapes them in strings).
+        document, _, answer = payload.partition(b"\n")
+        record = cls.from_json(document)
+        if answer and envelope.get("answerLayout") == ANSWER_LAYOUT:
+            # Filled in as `answer` would have computed it; a changed copy (replace) is a
+            # new instance and renders its own.
+            record.__dict__["answer"] = answer
+        return record
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> BookingRecord:
@@ -229,6 +243,14 @@ class BookingRecord:
         UnreadableRecord otherwise."""
         try:
             document = json.loads(raw)
+        except ValueError:
+            raise UnreadableRecord("not a booking record: not JSON") from None
+        return cls.from_document(document)
+
+    @classmethod
+    def from_document(cls, document: Any) -> BookingRecord:
+        """The record of a parsed JSON document; NewerRecord or UnreadableRecord otherwise."""
+        try:
             _require_readable(document.get("formatVersion", UNVERSIONED))
             pending = document.get("optionsPending", False)
             if not isinstance(pending, bool):

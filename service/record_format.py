@@ -1,15 +1,19 @@
-"""Format 3's bytes: a record's JSON text, deflated with a preset dictionary.
+"""Format 3's stored text: a record's payload, deflated with a preset dictionary, in a
+small JSON envelope.
 
 A stored record is mostly Graph's onlineMeeting, whose keys, enum values and join-link
 pieces are the same in every meeting; only ids, numbers and the caller's words differ.
 zlib on its own cannot exploit that in a 3 KB text (it has nothing to refer back to yet),
 so it starts from a preset dictionary (`zdict`) that reads like a record: it then spends
-its bits on what is new in this one. About 3 KB of JSON becomes about 450 bytes.
+its bits on what is new in this one. About 3 KB of JSON becomes about 500 bytes.
 
-The stored bytes are `MARK, format version, dictionary id`, then a zlib stream (whose
-checksum catches a damaged or truncated payload, and whose header names the dictionary's
-Adler-32, so a wrong dictionary is an error, never a wrong record). No JSON text starts
-with NUL, so a record of formats 1-2 (plain JSON) is never taken for compressed bytes.
+The envelope is JSON text, `{"deflated":"<base64>","dictionary":1,"formatVersion":3,...}`:
+- text, not raw bytes, so every release can read it: one before format 3 reads the
+  envelope's formatVersion and answers 503 (a record of a newer release), as it does for
+  any newer format, where raw bytes would fail to decode as UTF-8 (a 500). Base64 costs a
+  third more than the raw stream, still far under a kilobyte;
+- zlib's own checksum catches a damaged or truncated payload, and its header names the
+  dictionary's Adler-32, so a wrong dictionary is an error, never a wrong record.
 
 A dictionary never changes once records are written with it: a better one is added under
 the next id and becomes CURRENT_DICTIONARY; the old ones stay readable for
@@ -18,10 +22,14 @@ BOOKING_TTL_SECONDS. tests/unit/test_record_format.py pins each dictionary's dig
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import zlib
+from typing import Any
 
-MARK = 0x00
-HEADER_SIZE = 3
+PAYLOAD = "deflated"
+DICTIONARY = "dictionary"
 # Measured on varied emulator records: level 9 is at most a byte smaller than 6, and 1 is
 # about 12% larger; 9 costs tens of microseconds once per write, which follows a Graph call.
 LEVEL = 9
@@ -31,37 +39,48 @@ class UnknownDictionary(ValueError):
     """Compressed with a dictionary this code does not have (a newer release's)."""
 
 
-def is_compressed(raw: bytes) -> bool:
-    return raw[:1] == bytes([MARK])
+def is_packed(document: dict[str, Any]) -> bool:
+    """Whether a stored JSON document is an envelope (format 3 on), not a record itself."""
+    return PAYLOAD in document
 
 
-def version_of(raw: bytes) -> int:
-    """The format version in a compressed record's header."""
-    if len(raw) < HEADER_SIZE:
-        raise ValueError("truncated header")
-    return raw[1]
-
-
-def compress(text: str, version: int) -> bytes:
+def pack(payload: bytes, version: int, **members: Any) -> str:
+    """The envelope of `payload` (with `members` beside it), as stored."""
     dictionary = DICTIONARIES[CURRENT_DICTIONARY]
     compressor = zlib.compressobj(LEVEL, zdict=dictionary)
-    stream = compressor.compress(text.encode()) + compressor.flush()
-    return bytes([MARK, version, CURRENT_DICTIONARY]) + stream
+    stream = compressor.compress(payload) + compressor.flush()
+    envelope = {
+        **members,
+        "formatVersion": version,
+        DICTIONARY: CURRENT_DICTIONARY,
+        PAYLOAD: base64.b64encode(stream).decode("ascii"),
+    }
+    return json.dumps(envelope, separators=(",", ":"), sort_keys=True)
 
 
-def decompress(raw: bytes) -> bytes:
-    """The JSON text (UTF-8) of a compressed record; ValueError if it is damaged."""
-    dictionary = DICTIONARIES.get(raw[2])
+def unpack(envelope: dict[str, Any]) -> bytes:
+    """The payload of an envelope; UnknownDictionary, or ValueError if it is damaged."""
+    number = envelope.get(DICTIONARY)
+    if not isinstance(number, int) or isinstance(number, bool):
+        raise ValueError("the dictionary is not a number")
+    dictionary = DICTIONARIES.get(number)
     if dictionary is None:
-        raise UnknownDictionary(f"dictionary {raw[2]}, this code has {sorted(DICTIONARIES)}")
+        raise UnknownDictionary(f"dictionary {number}, this code has {sorted(DICTIONARIES)}")
+    encoded = envelope[PAYLOAD]
+    if not isinstance(encoded, str):
+        raise ValueError("the payload is not text")
+    try:
+        stream = base64.b64decode(encoded, validate=True)
+    except binascii.Error as error:
+        raise ValueError(f"damaged payload: {error}") from None
     decompressor = zlib.decompressobj(zdict=dictionary)
     try:
-        text = decompressor.decompress(raw[HEADER_SIZE:])
+        payload = decompressor.decompress(stream)
     except zlib.error as error:
         raise ValueError(f"damaged payload: {error}") from None
     if not decompressor.eof or decompressor.unused_data:
         raise ValueError("truncated or padded payload")
-    return text
+    return payload
 
 
 # Dictionary 1: a record as BookingRecord.to_json writes it (sorted keys, no spaces) for an

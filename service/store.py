@@ -187,7 +187,7 @@ class BookingStore:
         if raw is None:
             return None
         try:
-            return BookingRecord.from_bytes(raw)
+            return BookingRecord.from_stored(raw)
         except NewerRecord as error:
             # Written by a newer release during a rolling update: do not overwrite what
             # this code cannot read; the caller retries, most likely on a newer replica.
@@ -203,15 +203,16 @@ class BookingStore:
 
     def read_bytes(self, name: str) -> bytes | None:
         """GET `name` as the bytes Redis holds. The client decodes replies as UTF-8 text
-        (decode_responses), which compressed records are not: NEVER_DECODE turns that off
-        for this one command, on the same pooled connections, for every topology."""
+        (decode_responses); a value that is not (junk, whoever wrote it) would fail there,
+        outside redis-py's errors. NEVER_DECODE turns decoding off for this one command, on
+        the same pooled connections, for every topology; the record reader decodes."""
         found: bytes | None = self.client.execute_command(  # type: ignore[no-untyped-call]
             "GET", name, **{NEVER_DECODE: True}
         )
         return found
 
     def put(self, caller_id: str, booking_id: str, record: BookingRecord) -> None:
-        payload = record.to_bytes()
+        payload = record.to_stored()
         self.run(
             lambda: self.client.set(
                 key("booking", caller_id, booking_id), payload, ex=self.ttl_seconds

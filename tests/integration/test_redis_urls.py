@@ -296,7 +296,7 @@ def test_a_record_under_the_old_name_is_still_read(module_redis, flushed_store):
     flushed_store.put("booking-eu", "room-42:x", rebooked)
     assert flushed_store.get("booking-eu", "room-42:x") == rebooked  # the new name wins
     stored = redis.Redis.from_url(module_redis.url).get(key("booking", "booking-eu", "room-42:x"))
-    assert stored == rebooked.to_bytes()
+    assert stored.decode() == rebooked.to_stored()
 
 
 def test_a_counter_under_the_old_name_carries_on(module_redis, flushed_store):

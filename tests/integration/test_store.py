@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -19,7 +20,7 @@ from redis.retry import Retry
 
 from service import record_format
 from service.errors import StoreUnavailable
-from service.record import FORMAT_VERSION, BookingRecord, Status
+from service.record import ANSWER_LAYOUT, FORMAT_VERSION, BookingRecord, Status, answer_body
 from service.store import BookingStore, key, legacy_key
 
 pytestmark = pytest.mark.integration
@@ -52,11 +53,17 @@ def stored_bytes(module_redis, name: str) -> bytes:
     return redis.Redis.from_url(module_redis.url).get(name)
 
 
+def stored_envelope(module_redis, name: str) -> dict[str, Any]:
+    """The JSON envelope stored under `name` (format 3)."""
+    envelope = json.loads(stored_bytes(module_redis, name))
+    assert record_format.is_packed(envelope)
+    return envelope
+
+
 def stored_document(module_redis, name: str) -> dict[str, Any]:
     """The JSON document of the compressed record stored under `name`."""
-    raw = stored_bytes(module_redis, name)
-    assert record_format.is_compressed(raw)
-    return json.loads(record_format.decompress(raw))
+    payload = record_format.unpack(stored_envelope(module_redis, name))
+    return json.loads(payload.partition(b"\n")[0])
 
 
 def test_records_round_trip_with_the_ttl(store, module_redis):
@@ -275,14 +282,16 @@ def every_kind() -> dict[str, BookingRecord]:
 def test_every_kind_of_record_round_trips_compressed(store, module_redis, kind):
     record_ = every_kind()[kind]
     store.put("eu", "b", record_)
-    raw = stored_bytes(module_redis, key("booking", "eu", "b"))
-    assert raw[: record_format.HEADER_SIZE] == bytes(
-        [record_format.MARK, FORMAT_VERSION, record_format.CURRENT_DICTIONARY]
-    )
+    envelope = stored_envelope(module_redis, key("booking", "eu", "b"))
+    assert envelope["formatVersion"] == FORMAT_VERSION
+    assert envelope["dictionary"] == record_format.CURRENT_DICTIONARY
     found = store.get("eu", "b")
     assert found == record_
-    # What the API answers is built from the record: the same body, byte for byte.
+    # What the API answers is built from the record: the same body, byte for byte, whether
+    # served as stored or rendered afresh.
     assert json.dumps(found.view(), sort_keys=True) == json.dumps(record_.view(), sort_keys=True)
+    assert "answer" in found.__dict__  # served as stored, not rendered again
+    assert found.answer == answer_body(record_.view())
 
 
 def test_a_realistic_record_is_stored_in_under_a_kilobyte(store, module_redis):
@@ -292,7 +301,7 @@ def test_a_realistic_record_is_stored_in_under_a_kilobyte(store, module_redis):
     name = key("booking", "eu", "room-42:2026-11-23T09:00")
     # MEMORY USAGE counts the key, the value and Redis's own bookkeeping for them.
     assert module_redis.client().memory_usage(name, samples=0) < 1024
-    assert len(stored_bytes(module_redis, name)) < 700
+    assert len(stored_bytes(module_redis, name)) < 800
 
 
 def test_format_2_text_records_are_still_read_under_either_name(store, module_redis):
@@ -311,18 +320,35 @@ def damaged(payload: bytes) -> bytes:
     return payload[:middle] + bytes([payload[middle] ^ 0x55]) + payload[middle + 1 :]
 
 
+def envelope_of(**changes: Any) -> bytes:
+    """A stored envelope of the realistic record, with `changes` to its members."""
+    envelope = json.loads(realistic().to_stored()) | changes
+    return json.dumps(envelope).encode()
+
+
+def packed(payload: bytes, **members: Any) -> str:
+    return record_format.pack(payload, FORMAT_VERSION, **members)
+
+
 def test_garbage_bytes_count_as_absent(store, module_redis):
-    good = realistic().to_bytes()
+    good = json.loads(realistic().to_stored())
+    stream = good["deflated"]
     garbage = {
         "not utf-8": b"\xff\xfe\x80 not text",
         "empty": b"",
-        "truncated": good[:-20],
-        "header only": good[: record_format.HEADER_SIZE],
-        "short header": good[:2],
-        "damaged": damaged(good),
-        "padded": good + b"more",
-        "not json inside": record_format.compress("{not json", FORMAT_VERSION),
-        "no record inside": record_format.compress('{"formatVersion":3}', FORMAT_VERSION),
+        "not json": b"{not json",
+        "a list": b"[1, 2]",
+        "truncated envelope": realistic().to_stored().encode()[:-20],
+        "truncated payload": envelope_of(deflated=base64_cut(stream, 20)),
+        "not base64": envelope_of(deflated="@@@" + stream),
+        "payload not text": envelope_of(deflated=12),
+        "damaged": envelope_of(deflated=damaged_base64(stream)),
+        "padded": envelope_of(
+            deflated=base64.b64encode(base64.b64decode(stream) + b"more").decode()
+        ),
+        "dictionary not a number": envelope_of(dictionary="1"),
+        "not json inside": packed(b"{not json"),
+        "no record inside": packed(b'{"formatVersion":3}'),
     }
     client = redis.Redis.from_url(module_redis.url)
     for name, value in garbage.items():
@@ -330,15 +356,26 @@ def test_garbage_bytes_count_as_absent(store, module_redis):
     for name in garbage:
         assert store.get("eu", name) is None, name
     # The store repairs such a record by writing it again.
-    store.put("eu", "truncated", realistic())
-    assert store.get("eu", "truncated") is not None
+    store.put("eu", "truncated payload", realistic())
+    assert store.get("eu", "truncated payload") is not None
+
+
+def base64_cut(encoded: str, cut: int) -> str:
+    return base64.b64encode(base64.b64decode(encoded)[:-cut]).decode()
+
+
+def base64_padded(encoded: str, more: bytes) -> str:
+    return base64.b64encode(base64.b64decode(encoded) + more).decode()
+
+
+def damaged_base64(encoded: str) -> str:
+    return base64.b64encode(damaged(base64.b64decode(encoded))).decode()
 
 
 def test_compressed_records_of_a_newer_release_are_unavailable(store, module_redis):
-    stream = realistic().to_bytes()[record_format.HEADER_SIZE :]
     newer = {
-        "newer format": bytes([record_format.MARK, FORMAT_VERSION + 1, 1]) + stream,
-        "newer dictionary": bytes([record_format.MARK, FORMAT_VERSION, 99]) + stream,
+        "newer format": envelope_of(formatVersion=FORMAT_VERSION + 1),
+        "newer dictionary": envelope_of(dictionary=99),
     }
     client = redis.Redis.from_url(module_redis.url)
     for name, value in newer.items():
@@ -348,12 +385,29 @@ def test_compressed_records_of_a_newer_release_are_unavailable(store, module_red
         assert client.get(key("booking", "eu", name)) == value  # left as it was
 
 
+def test_a_release_before_format_3_reads_an_envelope_as_a_newer_record():
+    """What such a release does with the text (its from_json: json.loads, then the
+    formatVersion check): a 503 of a newer format, never a decoding error (a 500)."""
+    envelope = json.loads(realistic().to_stored())
+    assert envelope["formatVersion"] not in (1, 2)
+
+
+def test_an_answer_of_another_layout_is_rendered_afresh(store, module_redis):
+    record_ = realistic()
+    stale = json.loads(record_.to_stored()) | {"answerLayout": ANSWER_LAYOUT + 1}
+    module_redis.client().set(key("booking", "eu", "b"), json.dumps(stale))
+    found = store.get("eu", "b")
+    assert found == record_
+    assert "answer" not in found.__dict__
+    assert found.answer == answer_body(record_.view())
+
+
 def test_a_wrong_dictionary_is_damage_not_a_wrong_record(store, module_redis):
     """zlib's header names the dictionary's checksum: bytes compressed with another
     dictionary under our id cannot decompress into something else."""
     compressor = zlib.compressobj(9, zdict=b"another dictionary entirely")
     text = realistic().to_json().encode()
-    value = realistic().to_bytes()[: record_format.HEADER_SIZE]
-    value += compressor.compress(text) + compressor.flush()
+    stream = compressor.compress(text) + compressor.flush()
+    value = envelope_of(deflated=base64.b64encode(stream).decode())
     redis.Redis.from_url(module_redis.url).set(key("booking", "eu", "b"), value)
     assert store.get("eu", "b") is None

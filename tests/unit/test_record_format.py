@@ -1,4 +1,4 @@
-"""service.record_format: format 3's bytes and the preset dictionaries they depend on."""
+"""service.record_format: format 3's envelope and the preset dictionaries it depends on."""
 
 from __future__ import annotations
 
@@ -25,19 +25,19 @@ def test_no_dictionary_ever_changes():
         for number, dictionary in record_format.DICTIONARIES.items()
     } == DICTIONARY_SHA256
     assert record_format.CURRENT_DICTIONARY in record_format.DICTIONARIES
-    assert all(0 < number < 256 for number in record_format.DICTIONARIES)  # one header byte
 
 
-def test_text_round_trips_behind_a_header_naming_format_and_dictionary():
-    text = json.dumps({"subject": "Käse", "meeting": {"id": "MSo"}})
-    packed = record_format.compress(text, FORMAT_VERSION)
-    assert packed[:3] == bytes([0, FORMAT_VERSION, record_format.CURRENT_DICTIONARY])
-    assert record_format.is_compressed(packed)
-    assert record_format.version_of(packed) == FORMAT_VERSION
-    assert record_format.decompress(packed) == text.encode()
+def test_a_payload_round_trips_in_an_envelope_naming_format_and_dictionary():
+    payload = json.dumps({"subject": "Käse", "meeting": {"id": "MSo"}}).encode() + b"\n\xff"
+    envelope = json.loads(record_format.pack(payload, FORMAT_VERSION, answerLayout=7))
+    assert envelope["formatVersion"] == FORMAT_VERSION
+    assert envelope["dictionary"] == record_format.CURRENT_DICTIONARY
+    assert envelope["answerLayout"] == 7
+    assert record_format.is_packed(envelope)
+    assert record_format.unpack(envelope) == payload
 
 
-def test_json_text_is_never_taken_for_compressed_bytes():
+def test_a_record_document_is_never_taken_for_an_envelope():
     record = BookingRecord.provisioned(
         booking_id="b",
         generation=0,
@@ -47,20 +47,33 @@ def test_json_text_is_never_taken_for_compressed_bytes():
         meeting={"id": "m"},
         graph_request_id=None,
     )
-    assert not record_format.is_compressed(record.to_json().encode())
-    assert not record_format.is_compressed(b"")
-    assert record_format.is_compressed(record.to_bytes())
+    assert not record_format.is_packed(json.loads(record.to_json()))
+    assert record_format.is_packed(json.loads(record.to_stored()))
+
+
+def test_the_envelope_is_ascii_text():
+    record = BookingRecord.provisioned(
+        booking_id="b",
+        generation=0,
+        external_id="e",
+        organizer_id="o",
+        request={"subject": "会议"},
+        meeting={"id": "m", "subject": "会议"},
+        graph_request_id=None,
+    )
+    assert record.to_stored().isascii()
 
 
 def test_a_dictionary_this_code_lacks_is_named_as_such():
-    packed = bytearray(record_format.compress("{}", FORMAT_VERSION))
-    packed[2] = 200
+    envelope = json.loads(record_format.pack(b"{}", FORMAT_VERSION)) | {"dictionary": 200}
     with pytest.raises(record_format.UnknownDictionary):
-        record_format.decompress(bytes(packed))
+        record_format.unpack(envelope)
 
 
 @pytest.mark.parametrize("cut", [1, 4, 10])
 def test_a_truncated_payload_is_an_error_not_a_shorter_text(cut):
-    packed = record_format.compress('{"subject": "a longer text than the cut"}', FORMAT_VERSION)
+    envelope = json.loads(record_format.pack(b'{"subject": "a longer text"}', FORMAT_VERSION))
+    stream = record_format.base64.b64decode(envelope["deflated"])
+    envelope["deflated"] = record_format.base64.b64encode(stream[:-cut]).decode()
     with pytest.raises(ValueError):
-        record_format.decompress(packed[:-cut])
+        record_format.unpack(envelope)
