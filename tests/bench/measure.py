@@ -18,6 +18,7 @@ from tests.support.emulator import EmulatorHandle
 from tests.support.stack import Client
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -31,10 +32,10 @@ def median(values: Iterable[float]) -> float:
     return statistics.median(list(values))
 
 
-def alternate(rounds: int, sides: dict[str, Callable[[], T]]) -> dict[str, list[T]]:
+def alternate(rounds: int, sides: dict[K, Callable[[], T]]) -> dict[K, list[T]]:
     """Run each side once per round, in turn (ABABAB): drift of the machine during the run
     (other processes, a warming cache) then falls on both sides alike."""
-    results: dict[str, list[T]] = {name: [] for name in sides}
+    results: dict[K, list[T]] = {name: [] for name in sides}
     for _ in range(rounds):
         for name, run in sides.items():
             results[name].append(run())
@@ -112,6 +113,11 @@ def create_or_get_calls(emulator: EmulatorHandle) -> dict[str, int]:
 
 def calls_since(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {status: after[status] - before.get(status, 0) for status in after}
+
+
+def load_average() -> float:
+    """The kernel's 1-minute load average: how busy the shared machine was."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def rss_mib(pid: int) -> float:

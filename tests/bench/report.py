@@ -145,7 +145,7 @@ def write_chart(figures: Sequence[Figure]) -> None:
         color="#4a6fa5",
     )
     right.invert_yaxis()
-    right.set_xlabel("replay req/s (wrk 2 threads × 32 connections)")
+    right.set_xlabel("replay req/s (wrk, 2 × 32)")
     right.set_title("8. workers × threads")
     figure.suptitle("make bench")
     figure.tight_layout()

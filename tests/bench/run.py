@@ -13,6 +13,7 @@ Everything started is stopped on exit, also on an error, Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import tempfile
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from tests.bench.measure import load_average
 from tests.bench.report import CHART, PAGE, Figure, write_chart, write_page
 from tests.bench.rig import THREADS, WORKERS, Rig
 from tests.bench.scenarios import SCENARIOS, Bench, Settings
@@ -56,6 +58,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     settings = Settings.quick() if args.quick else Settings()
     started = time.perf_counter()
+    load_before = load_average()
     figures: list[Figure] = []
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as directory, Rig(Path(directory)) as rig:
@@ -81,7 +84,11 @@ def main() -> None:
     command = "python -m tests.bench.run" + " ".join(
         [""] + (["--quick"] if args.quick else []) + [f"--skip {n}" for n in args.skip]
     )
-    notes.append(f"The run took {elapsed:.0f} s.")
+    notes.append(
+        f"The run took {elapsed:.0f} s. 1-minute load average {load_before:.1f} at its start "
+        f"and {load_average():.1f} at its end (on {os.cpu_count()} cores; other work shares "
+        "the machine, so compare the figures of one run, not of two)."
+    )
     write_page(figures, notes, command)
     write_chart(figures)
     print(f"wrote {PAGE} and {CHART}", file=sys.stderr)
