@@ -372,6 +372,10 @@ def cost_as_work_grows(bench: Bench) -> tuple[str, list[Figure]]:
     rig, settings = bench.rig, bench.settings
     # Memory per booking: N real bookings through the service, on the main Redis.
     main_bytes = redis.Redis(host="127.0.0.1", port=rig.redis_server.port)
+    # Warm up first at the same concurrency: Redis counts its clients' buffers in
+    # used_memory, and the connections the service opens for CALLERS concurrent requests
+    # (once, whatever the number of bookings) would otherwise be charged to the bookings.
+    measure.post_many(bench.service.url, bench.key, bench.new_bodies(2 * CALLERS), CALLERS)
     before = _used_memory(main_bytes)
     bench_bodies = bench.new_bodies(settings.memory_bookings)
     measure.post_many(bench.service.url, bench.key, bench_bodies, CALLERS)
