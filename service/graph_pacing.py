@@ -29,18 +29,23 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from service import metrics
 from service.backoff import Budget
 from service.config import Settings
 from service.errors import StoreUnavailable
-from service.store import KEY_PREFIX, BookingStore
+from service.store import KEY_PREFIX, STORE_RETRY_AFTER, BookingStore
 
 logger = logging.getLogger(__name__)
 
 MICROSECONDS = 1_000_000
 # How often, at most, a worker logs that it sends unpaced because Redis is unavailable.
 UNPACED_LOG_INTERVAL = 60.0
+# After the pacer's Redis failed, how long a worker sends unpaced without asking it again:
+# a stalled Redis costs a command its whole timeout (and redis-py's one retry), which must
+# not be added to every Graph call while it lasts.
+UNAVAILABLE_PAUSE = 1.0
 
 # KEYS[1]: the pace's TAT, KEYS[2]: the gate, both in microseconds of Redis's TIME.
 # ARGV[1]: the interval between calls in microseconds (0: no pace, the gate only);
@@ -136,6 +141,7 @@ class GraphPacer:
         self.clock = clock
         self._last_unpaced_log = -math.inf
         self._log_lock = threading.Lock()
+        self._unavailable_until = -math.inf
 
     @classmethod
     def from_settings(cls, settings: Settings, store: BookingStore) -> GraphPacer:
@@ -164,7 +170,7 @@ class GraphPacer:
         Redis is unavailable (the call goes unpaced)."""
         args = [self.interval_us, max(0, math.floor(longest_wait * MICROSECONDS))]
         try:
-            admitted, wait, gated = self.store.run(
+            admitted, wait, gated = self._run(
                 lambda: self.store.script(TAKE_TURN)(keys=self.keys, args=args)
             )
         except StoreUnavailable:
@@ -175,13 +181,24 @@ class GraphPacer:
             return None
         return Turn(bool(admitted), int(wait) / MICROSECONDS, bool(gated))
 
+    def _run(self, operation: Callable[[], Any]) -> Any:
+        """The store's `run`, skipped (StoreUnavailable at once) for UNAVAILABLE_PAUSE after
+        it failed."""
+        if self.clock() < self._unavailable_until:
+            raise StoreUnavailable("The pacer's Redis is unavailable.", STORE_RETRY_AFTER)
+        try:
+            return self.store.run(operation)
+        except StoreUnavailable:
+            self._unavailable_until = self.clock() + UNAVAILABLE_PAUSE
+            raise
+
     def close_gate(self, seconds: float) -> None:
         """Graph asked us to wait `seconds` (Retry-After): every call of the app waits."""
         microseconds = math.ceil(seconds * MICROSECONDS)
         if microseconds <= 0:
             return
         try:
-            moved = self.store.run(
+            moved = self._run(
                 lambda: self.store.script(CLOSE_GATE)(keys=self.keys[1:], args=[microseconds])
             )
         except StoreUnavailable:

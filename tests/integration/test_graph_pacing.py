@@ -5,13 +5,13 @@ without Redis, calls go out unpaced."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
 
 import pytest
 import redis
+from local_stack.redis_server import RedisServer
 from prometheus_client import REGISTRY
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -19,7 +19,7 @@ from redis.retry import Retry
 from service.backoff import Budget
 from service.config import Settings
 from service.errors import GraphUnavailable
-from service.graph_pacing import GraphPacer, Refused, gate_key, pace_key
+from service.graph_pacing import UNAVAILABLE_PAUSE, GraphPacer, Refused, gate_key, pace_key
 from service.store import BookingStore
 from service.wiring import Services
 
@@ -122,18 +122,29 @@ def test_the_pace_resumes_after_the_gate_without_a_burst(url):
     assert waits[2] == pytest.approx(waits[0] + 2 * interval, abs=0.01)
 
 
-def test_without_redis_calls_go_out_unpaced():
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    pacer = GraphPacer(store_on(f"redis://127.0.0.1:{port}/0"), APP, interval=10.0)
-    before = pacing("unpaced")
-    started = time.monotonic()
-    for _ in range(3):
-        pacer.take_turn(Budget(5))  # neither waits 10 s nor raises
-        pacer.close_gate(30)
-    assert time.monotonic() - started < 1.5
-    assert pacing("unpaced") == before + 3
+def test_without_redis_calls_go_out_unpaced_and_paced_again_when_it_returns(tmp_path):
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        now = [0.0]  # the pacer's monotonic clock, moved by hand
+        pacer = GraphPacer(store_on(server.url), APP, interval=10.0, clock=lambda: now[0])
+        pacer.take_turn(Budget(5))  # the first call: no wait, the next turn is 10 s away
+        server.stop()
+        before = pacing("unpaced")
+        started = time.monotonic()
+        for _ in range(3):
+            pacer.take_turn(Budget(5))  # neither waits 10 s nor raises
+            pacer.close_gate(30)
+        assert time.monotonic() - started < 1.5
+        assert pacing("unpaced") == before + 3
+
+        server.start()  # empty: nothing was persisted
+        assert pacer.reserve(5) is None  # within UNAVAILABLE_PAUSE, Redis is not asked
+        now[0] += UNAVAILABLE_PAUSE
+        first, second = pacer.reserve(5), pacer.reserve(20)
+        assert first is not None and first.admitted and first.wait == 0
+        assert second is not None and second.admitted and 9.9 < second.wait <= 10
+    finally:
+        server.stop()
 
 
 def new_meeting() -> dict[str, str]:
