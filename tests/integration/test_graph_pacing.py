@@ -1,7 +1,8 @@
 """service.graph_pacing against a real redis-server: calls of several threads (and of
 several pacers, as workers and replicas have) are spaced 1/rate apart; a refused turn
-reserves nothing; Graph's Retry-After seen by one GraphClient delays another's call;
-without Redis, calls go out unpaced."""
+reserves nothing; Graph's Retry-After seen by one GraphClient delays another's call, and
+a turn past the budget is a 503 without a Graph call; without Redis, calls go out unpaced;
+the scripts run on a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from prometheus_client import REGISTRY
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from service import redis_client
 from service.backoff import Budget
-from service.config import Settings
+from service.config import Settings, parse_redis_url
 from service.errors import GraphUnavailable
 from service.graph_pacing import UNAVAILABLE_PAUSE, GraphPacer, Refused, gate_key, pace_key
 from service.store import BookingStore
 from service.wiring import Services
+from tests.support.redis_topologies import Cluster
 
 pytestmark = pytest.mark.integration
 
@@ -207,3 +210,21 @@ def test_a_turn_after_the_budget_is_a_503_and_graph_is_not_called(
     sent = [r for r in emulator.stats()["requests"] if (r.get("body") or {}) == body]
     assert not sent
     redis.Redis.from_url(redis_server.url).delete(gate_key(settings.client_id))
+
+
+def test_the_scripts_run_on_a_redis_cluster(tmp_path):
+    # Both scripts touch the app's keys of one hash slot, and call TIME: a cluster takes
+    # them (a cross-slot script would be refused, and the pacer would only ever degrade).
+    cluster = Cluster(tmp_path / "cluster").start()
+    try:
+        target = parse_redis_url(cluster.url)
+        store = BookingStore(lambda: redis_client.build(target, 0.5), ttl_seconds=60, lock_ttl=5)
+        pacer = GraphPacer(store, APP, interval=0.5)
+        before = pacing("unpaced")
+        pacer.close_gate(0.2)
+        first, second = pacer.reserve(5), pacer.reserve(5)
+        assert first is not None and first.gated and 0.1 < first.wait <= 0.2
+        assert second is not None and second.wait == pytest.approx(first.wait + 0.5, abs=0.02)
+        assert pacing("unpaced") == before
+    finally:
+        cluster.stop()
