@@ -248,8 +248,8 @@ class Settings:
     caller_app_role: str = DEFAULT_CALLER_APP_ROLE
     # Every caller's rate limit unless its entry has `rateLimit`; None: no limit.
     default_caller_rate_limit: str | None = None
-    # The rate this app's Graph calls are sent at, across all workers and replicas
-    # (service.graph_pacing); None: unpaced.
+    # The rate Graph admits this app's calls at; all workers and replicas together send a
+    # little under it (send_interval, service.graph_pacing). None: unpaced.
     graph_rate_limit: str | None = None
 
     @property
