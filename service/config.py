@@ -190,6 +190,22 @@ class ServerSettings:
         return server
 
 
+# Seconds of each GRAPH_RATE_LIMIT period left unused. Graph counts calls as they arrive,
+# in a window that slides; sends leave as late as a thread's sleep overshoots (tens of
+# milliseconds on a busy machine), so calls spaced exactly period/amount apart still meet a
+# full window now and then, and each such 429 stops the whole app for its Retry-After
+# (a second). Spread over period + this, the calls keep that much slack per window:
+# "100/second" sends about 95 a second.
+RATE_LIMIT_SPARE = 0.05
+
+
+def send_interval(rate_limit: str) -> float:
+    """Seconds between two calls sent at `rate_limit`, Graph's limit for the app, with
+    RATE_LIMIT_SPARE kept free in each period ("100/second": 0.0105)."""
+    item = parse_rate_limit(rate_limit)
+    return (float(item.get_expiry()) + RATE_LIMIT_SPARE) / item.amount
+
+
 @dataclass(frozen=True)
 class Settings:
     tenant_id: str
@@ -232,6 +248,14 @@ class Settings:
     caller_app_role: str = DEFAULT_CALLER_APP_ROLE
     # Every caller's rate limit unless its entry has `rateLimit`; None: no limit.
     default_caller_rate_limit: str | None = None
+    # The rate Graph admits this app's calls at; all workers and replicas together send a
+    # little under it (send_interval, service.graph_pacing). None: unpaced.
+    graph_rate_limit: str | None = None
+
+    @property
+    def graph_send_interval(self) -> float | None:
+        """Seconds between two Graph calls of the app at GRAPH_RATE_LIMIT; None: unpaced."""
+        return None if self.graph_rate_limit is None else send_interval(self.graph_rate_limit)
 
     @property
     def accepts_keys(self) -> bool:
@@ -504,6 +528,7 @@ class _Reader:
             organizer_monthly_limit=self.count("ORGANIZER_MONTHLY_LIMIT", 2000),
             organizer_pools=self.pools(),
             cancel_closes_lobby=self.flag("CANCEL_CLOSES_LOBBY", True),
+            graph_rate_limit=self.graph_rate_limit(),
             server=self.server(),
         )
         mode, audiences, tenants, role, rate_limit = self.caller_auth(settings.tenant_id)
@@ -548,17 +573,31 @@ class _Reader:
                 continue
             tenants.append(tenant)
         role = self.raw("CALLER_APP_ROLE") or DEFAULT_CALLER_APP_ROLE
-        rate_limit = self.raw("DEFAULT_CALLER_RATE_LIMIT")
-        if rate_limit is not None:
-            try:
-                parse_rate_limit(rate_limit)
-            except ValueError:
-                self.problems.append(
-                    f"DEFAULT_CALLER_RATE_LIMIT={rate_limit!r} is not one limit such as "
-                    '"120/minute" (the limits library\'s syntax)'
-                )
-                rate_limit = None
+        rate_limit = self.rate_limit("DEFAULT_CALLER_RATE_LIMIT", "120/minute")
         return mode, audiences, tuple(tenants), role, rate_limit
+
+    def graph_rate_limit(self) -> str | None:
+        text = self.rate_limit("GRAPH_RATE_LIMIT", "95/second")
+        if text is not None and parse_rate_limit(text).amount < 1:
+            self.problems.append(f"GRAPH_RATE_LIMIT={text!r} must allow at least one call")
+            return None
+        return text
+
+    def rate_limit(self, name: str, example: str) -> str | None:
+        """A rate limit in the limits library's syntax (service.callers.parse_rate_limit),
+        kept as written; None when unset or invalid (then a problem is reported)."""
+        text = self.raw(name)
+        if text is None:
+            return None
+        try:
+            parse_rate_limit(text)
+        except ValueError:
+            self.problems.append(
+                f"{name}={text!r} is not one limit such as {example!r} "
+                "(the limits library's syntax)"
+            )
+            return None
+        return text
 
     def check_ordering(self, s: Settings) -> None:
         one_call = s.token_timeout + s.graph_budget

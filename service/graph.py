@@ -17,7 +17,7 @@ import requests
 
 from service import metrics
 from service.backoff import Budget, parse_retry_after
-from service.breaker import CircuitBreaker, CircuitOpen
+from service.breaker import CircuitBreaker, CircuitOpen, State
 from service.config import Settings
 from service.errors import (
     ACCESS_POLICY_HELP,
@@ -27,6 +27,7 @@ from service.errors import (
     GraphUnavailable,
     GraphUnexpected,
 )
+from service.graph_pacing import GraphPacer, Refused
 from service.tokens import TokenProvider
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,12 @@ def claims_challenge(www_authenticate: str | None) -> str | None:
 
 # Statuses Graph uses for "not now": throttling, overload and gateway trouble.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Whose Retry-After speaks for the whole app, so it closes the shared throttle gate
+# (service.graph_pacing) for every worker and replica: 429, Graph throttling the app. Not
+# 503: that is Graph's own trouble, which the circuit breaker handles per process, and
+# its Retry-After (120 s has been seen) would pause every call of the app however briefly
+# the trouble lasts.
+APP_WIDE_RETRY_AFTER = frozenset({"429"})
 
 
 @dataclass(frozen=True)
@@ -123,8 +130,11 @@ class GraphClient:
         read_timeout: float,
         budget_seconds: float,
         breaker: CircuitBreaker,
+        pacer: GraphPacer | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """`pacer`: the app's shared pace and throttle gate; None: neither (each call
+        finds Graph's throttling by itself)."""
         self.root = f"{base_url}/{api_version}"
         self.session = session
         self.tokens = tokens
@@ -132,11 +142,16 @@ class GraphClient:
         self.read_timeout = read_timeout
         self.budget_seconds = budget_seconds
         self.breaker = breaker
+        self.pacer = pacer
         self.sleep = sleep
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, session: requests.Session, tokens: TokenProvider
+        cls,
+        settings: Settings,
+        session: requests.Session,
+        tokens: TokenProvider,
+        pacer: GraphPacer | None = None,
     ) -> GraphClient:
         return cls(
             base_url=settings.graph_base_url,
@@ -150,6 +165,7 @@ class GraphClient:
                 threshold=settings.graph_circuit_failures,
                 cooldown=settings.graph_circuit_cooldown,
             ),
+            pacer=pacer,
         )
 
     def budget(self) -> Budget:
@@ -273,6 +289,11 @@ class GraphClient:
         while True:
             token = self.tokens.token(challenge) if challenge else self.tokens.token()
             challenge = None
+            if self.breaker.state is State.OPEN:
+                self._admit(client_request_id)  # refused at once, without waiting a turn
+            # The turn before the circuit: a half-open circuit admits one probe, which must
+            # then be sent, not refused by the pacer.
+            self._take_turn(budget, client_request_id)
             self._admit(client_request_id)
             outcome = self._attempt(call, token, budget)
             if outcome.graph_failed:
@@ -299,6 +320,12 @@ class GraphClient:
                 continue
             if outcome.response is not None and outcome.reason not in RETRY_REASONS:
                 self._raise_for(call, outcome.response)
+            if (
+                self.pacer is not None
+                and outcome.retry_after is not None
+                and outcome.reason in APP_WIDE_RETRY_AFTER
+            ):
+                self.pacer.close_gate(outcome.retry_after)
             delay = budget.next_delay(outcome.retry_after)
             if delay > budget.remaining():
                 self._exhausted(outcome, delay, client_request_id)
@@ -315,6 +342,17 @@ class GraphClient:
                 },
             )
             self.sleep(delay)
+
+    def _take_turn(self, budget: Budget, client_request_id: str) -> None:
+        """Wait for the app's next turn to call Graph (GRAPH_RATE_LIMIT, Graph's last
+        Retry-After); when it comes after the budget ends, answer as an exhausted budget."""
+        if self.pacer is None:
+            return
+        try:
+            self.pacer.take_turn(budget)
+        except Refused as refused:
+            reason = "throttled" if refused.gated else "paced"
+            self._exhausted(_Failure(reason), refused.wait, client_request_id)
 
     def _admit(self, client_request_id: str) -> None:
         try:

@@ -44,6 +44,22 @@ graph_retries = Counter("mps_graph_retries_total", "Graph attempts retried", ["r
 graph_retry_after = Counter(
     "mps_graph_retry_after_seconds_total", "Seconds Graph asked us to wait (Retry-After)"
 )
+graph_pacing = Counter(
+    "mps_graph_pacing_total",
+    "Graph calls through the shared pacer (service.graph_pacing), by outcome: paced (a slot "
+    "of GRAPH_RATE_LIMIT, or no wait), gated (waited for Graph's Retry-After to another "
+    "call), refused (the turn came after the budget: 503), unpaced (Redis unavailable)",
+    ["outcome"],
+)
+graph_pacing_wait = Histogram(
+    "mps_graph_pacing_wait_seconds",
+    "How long Graph calls waited for their turn (pace or throttle gate) before being sent",
+    buckets=(0, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20),
+)
+graph_gate_closed = Counter(
+    "mps_graph_throttle_gate_closed_total",
+    "Times a Graph 429 or 503 with Retry-After moved the app's shared throttle gate forwards",
+)
 meetings = Counter(
     "mps_meetings_total",
     "Provisioning outcomes: created/existing (from Graph), replayed (from the store), "

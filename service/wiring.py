@@ -9,6 +9,7 @@ from flask import current_app
 from service.caller_tokens import CallerTokens
 from service.config import Settings
 from service.graph import GraphClient
+from service.graph_pacing import GraphPacer
 from service.http import build_session
 from service.lifecycle import Lifecycle
 from service.organizers import Organizers
@@ -42,7 +43,8 @@ class Services:
         )
         store = BookingStore.from_settings(settings)
         tokens = TokenProvider.from_settings(settings, session)
-        graph = GraphClient.from_settings(settings, session, tokens)
+        pacer = GraphPacer.from_settings(settings, store)
+        graph = GraphClient.from_settings(settings, session, tokens, pacer)
         quota = OrganizerQuota(store, settings.organizer_monthly_limit)
         organizers = Organizers(settings.organizer_pools, quota)
         provisioner = Provisioner.from_settings(settings, store, graph, organizers, quota)

@@ -281,3 +281,41 @@ def test_a_default_caller_rate_limit_that_does_not_parse_is_refused(env, limit):
 )
 def test_each_cloud_names_its_v1_token_issuer(env, cloud, v1_issuer_host):
     assert Settings.from_env({**env, "GRAPH_CLOUD": cloud}).cloud.v1_issuer_host == v1_issuer_host
+
+
+# --- GRAPH_RATE_LIMIT ---------------------------------------------------------------------
+
+
+def test_graph_calls_are_unpaced_by_default(env):
+    settings = Settings.from_env(env)
+    assert settings.graph_rate_limit is None
+    assert settings.graph_send_interval is None
+
+
+@pytest.mark.parametrize(
+    ("limit", "interval"),
+    [
+        ("100/second", 1.05 / 100),
+        ("95 per second", 1.05 / 95),
+        ("6000/minute", 60.05 / 6000),
+        ("10/2 seconds", 2.05 / 10),
+    ],
+)
+def test_a_graph_rate_limit_in_the_limits_syntax(env, limit, interval):
+    settings = Settings.from_env({**env, "GRAPH_RATE_LIMIT": limit})
+    assert settings.graph_rate_limit == limit
+    assert settings.graph_send_interval == pytest.approx(interval)
+
+
+@pytest.mark.parametrize(
+    ("limit", "problem"),
+    [
+        ("100", "is not one limit"),
+        ("fast", "is not one limit"),
+        ("10/second;100/minute", "is not one limit"),
+        ("0/second", "must allow at least one call"),
+    ],
+)
+def test_a_graph_rate_limit_that_does_not_parse_is_refused(env, limit, problem):
+    with pytest.raises(ConfigError, match=f"GRAPH_RATE_LIMIT=.* {problem}"):
+        Settings.from_env({**env, "GRAPH_RATE_LIMIT": limit})
