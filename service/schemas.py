@@ -524,7 +524,9 @@ class ProblemSchema(Schema):
     reason = fields.String(
         metadata={
             "description": "graph-unavailable: why, e.g. `circuit_open`, `429`, `503`, "
-            "`timeout`, `connect_timeout`, `connection_error`"
+            "`timeout`, `connect_timeout`, `connection_error`, `paced` (the app's next "
+            "turn under GRAPH_RATE_LIMIT comes after the budget), `throttled` (Graph's "
+            "last Retry-After ends after it)"
         }
     )
     clientRequestId = fields.String(
