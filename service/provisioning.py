@@ -144,20 +144,24 @@ class Provisioner:
             if record is not None and record.is_active:
                 self._check_same(record, request)  # a 409 needs no lock
             if self.store.acquire(caller.id, request.booking_id, token.value):
-                return self._as_owner(caller, request, token.value)
+                return self._as_owner(caller, request, token.value, record)
             if attempt == 0:
                 metrics.meetings.labels(outcome="waited").inc()
         raise AssertionError("unreachable: attempts() ends by raising BookingBusy")
 
-    def _as_owner(self, caller: Caller, request: BookingRequest, token: str) -> Outcome:
+    def _as_owner(
+        self, caller: Caller, request: BookingRequest, token: str, seen: BookingRecord | None
+    ) -> Outcome:
+        """Provision as the lock's owner; `seen`: the record read just before the lock."""
         # The lock outlives the token and Graph budgets (checked in config), so normally
         # only its owner calls Graph. Should it expire early anyway (a paused worker), a
         # second request may call createOrGet concurrently; that is still correct, because
         # createOrGet is idempotent on the externalId and returns the same meeting.
         try:
             # Re-read: the previous owner may have stored the meeting between our read and
-            # our lock.
-            record = self.store.get(caller.id, request.booking_id)
+            # our lock. Only under the current name: nothing writes the old one, so what it
+            # held is in `seen` (a cancellation there must still raise the generation).
+            record = self.store.get(caller.id, request.booking_id, legacy=False) or seen
             if record is not None and record.is_active:
                 if record.options_pending:
                     return self._finish_options(caller, record, request)

@@ -174,10 +174,13 @@ class BookingStore:
         metrics.report_redis(up=True)
         return result
 
-    def get(self, caller_id: str, booking_id: str) -> BookingRecord | None:
+    def get(self, caller_id: str, booking_id: str, *, legacy: bool = True) -> BookingRecord | None:
+        """The booking's record; `legacy=False` skips the name of releases before hash
+        tags, for a second read of the same booking (this release never writes it)."""
+
         def read() -> bytes | None:
             found = self.read_bytes(key("booking", caller_id, booking_id))
-            if found is None:
+            if found is None and legacy:
                 # Written before hash tags: an upgrade must not lose a record (a lost
                 # cancellation would let a re-booking reuse the cancelled externalId).
                 found = self.read_bytes(legacy_key("booking", caller_id, booking_id))

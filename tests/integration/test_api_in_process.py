@@ -10,11 +10,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from flask.testing import FlaskClient
 
 from service.app import create_app
+from service.booking import external_id
 from service.config import Settings
 from service.errors import TYPE_PREFIX
+from service.record import BookingRecord
+from service.store import legacy_key
 
 pytestmark = pytest.mark.integration
 
@@ -142,3 +146,30 @@ def test_create_replay_and_conflict_through_redis_and_the_emulator(
     assert problem(changed, 409, "booking-conflict")["differingFields"] == ["subject"]
     read = app_client.get(f"/v1/meetings/{body['bookingId']}", headers=headers)
     assert json.loads(read.get_data()) == created.get_json()
+
+
+def test_a_booking_cancelled_under_the_old_key_name_is_booked_again_with_a_new_generation(
+    app_client, headers, callers, organizer, redis_server, service_env
+):
+    """The owner's second read looks only at the current name (nothing writes the old one);
+    the tombstone its first read found there must still raise the generation, or Graph
+    would hand back the cancelled meeting's externalId."""
+    namespace = Settings.from_env(service_env()).external_id_namespace
+    body = booking(organizer)
+    caller_id = callers["eu"].id
+    tombstone = BookingRecord.provisioned(
+        booking_id=body["bookingId"],
+        generation=2,
+        external_id=external_id(namespace, caller_id, body["bookingId"], 2),
+        organizer_id=organizer,
+        request={"organizerId": organizer},
+        meeting={"id": "cancelled-meeting"},
+        graph_request_id=None,
+    ).cancelled()
+    old_name = legacy_key("booking", caller_id, body["bookingId"])
+    redis.Redis.from_url(redis_server.url).set(old_name, tombstone.to_json(), ex=3600)
+    created = app_client.post("/v1/meetings", json=body, headers=headers)
+    assert created.status_code == 201, created.get_data(as_text=True)
+    assert created.get_json()["externalId"] == external_id(
+        namespace, caller_id, body["bookingId"], 3
+    )
