@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from service import logs, metrics, observability, openapi
+from service import logs, metrics, observability, openapi, ops
 from service.config import Settings
 from service.errors import StoreUnavailable
 from service.routes import register_api
@@ -24,6 +24,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     except StoreUnavailable:
         pass  # logged; the service starts anyway and degrades (see README, Failure modes)
     smorest = register_api(app)
-    app.extensions["openapi-yaml"] = openapi.render(smorest)
+    app.extensions[ops.OPENAPI_DOCUMENT] = openapi.ServedDocument(smorest)
     observability.register(app)
     return app

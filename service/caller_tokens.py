@@ -17,14 +17,14 @@ A token is never logged, nor echoed in an answer.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import jwt
 import requests
 
 from service import metrics
@@ -36,6 +36,9 @@ from service.errors import (
     SigningKeysUnavailable,
     Unauthenticated,
 )
+
+if TYPE_CHECKING:
+    import jwt
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +111,8 @@ class SigningKeys:
             return keys.get(kid)
 
     def _fetch(self, tenant_id: str) -> dict[str, jwt.PyJWK]:
+        import jwt  # loaded by CallerTokens (see there)
+
         metadata_url = f"{self.authority_host}/{tenant_id}/v2.0/.well-known/openid-configuration"
         try:
             metadata = self._get(metadata_url)
@@ -149,6 +154,10 @@ class CallerTokens:
         role: str,
         v1_issuer_host: str = "https://sts.windows.net",
     ) -> None:
+        # PyJWT and cryptography (about 9 MiB per worker) only where caller tokens are
+        # accepted: this module is imported everywhere (looks_like_jwt), PyJWT only here, at
+        # startup rather than on the first caller's request.
+        importlib.import_module("jwt")
         self.keys = keys
         self.authority_host = authority_host
         self.v1_issuer_host = v1_issuer_host
@@ -190,6 +199,8 @@ class CallerTokens:
 
     def claims(self, token: str) -> dict[str, Any]:
         """The token's verified claims, or Unauthenticated saying why not."""
+        import jwt  # loaded by __init__
+
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})

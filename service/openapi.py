@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -128,6 +129,26 @@ def refs(node: Any) -> Iterator[str]:
 def render(smorest: Any) -> str:
     """The finished document of a registered flask-smorest Api, as YAML."""
     return dict_to_yaml(finish(smorest.spec.to_dict()))
+
+
+class ServedDocument:
+    """The document that /openapi.yaml serves: rendered when first asked for, then kept.
+
+    Rendering takes 50-130 ms and leaves garbage behind; at startup every worker would pay
+    it before it is ready, for a document few callers ever fetch (docs/operations.md,
+    Memory and startup).
+    """
+
+    def __init__(self, smorest: Any) -> None:
+        self._smorest = smorest
+        self._yaml: str | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> str:
+        with self._lock:  # one render per worker, even when the first askers come together
+            if self._yaml is None:
+                self._yaml = render(self._smorest)
+            return self._yaml
 
 
 def generate() -> str:

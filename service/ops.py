@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Response, current_app
@@ -16,6 +17,11 @@ from service.schemas import LivenessSchema, ReadinessSchema
 from service.wiring import services
 
 blp = Blueprint("operations", __name__, description="Health, metrics and the API document")
+
+# Where the app keeps the served document: a Callable[[], str] returning its text (the app
+# factory puts a service.openapi.ServedDocument there; this module cannot import
+# service.openapi, which imports the routes and so this module).
+OPENAPI_DOCUMENT = "openapi-yaml"
 
 # The platform's endpoints need no API key (the API's root `security` does not apply).
 NO_KEY: list[dict[str, list[str]]] = []
@@ -106,4 +112,5 @@ class OpenApiDocument(MethodView):
     )
     def get(self) -> Response:
         """This document"""
-        return Response(current_app.extensions["openapi-yaml"], mimetype="application/yaml")
+        document: Callable[[], str] = current_app.extensions[OPENAPI_DOCUMENT]
+        return Response(document(), mimetype="application/yaml")
