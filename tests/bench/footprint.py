@@ -23,35 +23,10 @@ from pathlib import Path
 import requests
 from local_stack.processes import free_port, stop_process
 
+from tests.bench.measure import memory
 from tests.support.factories import booking
+from tests.support.processes import children
 from tests.support.stack import Client, ServiceProcess, open_stack
-
-
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
-        found.extend(int(child) for child in text)
-    return found
-
-
-def kib(path: Path, field: str) -> int:
-    for line in path.read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-def memory(pid: int) -> dict[str, float]:
-    status = Path(f"/proc/{pid}/status")
-    rollup = Path(f"/proc/{pid}/smaps_rollup")
-    return {
-        "VmRSS": kib(status, "VmRSS") / 1024,
-        "RssAnon": kib(status, "RssAnon") / 1024,
-        "RssFile": kib(status, "RssFile") / 1024,
-        "Pss": kib(rollup, "Pss") / 1024,
-        "USS": (kib(rollup, "Private_Clean") + kib(rollup, "Private_Dirty")) / 1024,
-    }
 
 
 def warm_up(url: str, key: str, count: int) -> None:

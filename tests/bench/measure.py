@@ -120,9 +120,23 @@ def load_average() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def rss_mib(pid: int) -> float:
-    """VmRSS of a process, MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+def _kib(path: Path, field: str) -> int:
+    for line in path.read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(f"no {field} in {path}")
+
+
+def memory(pid: int) -> dict[str, float]:
+    """A process's memory, MiB: VmRSS, RssAnon and RssFile (/proc/<pid>/status), and Pss and
+    USS (private clean + dirty, /proc/<pid>/smaps_rollup). Pages shared with other
+    processes count whole in VmRSS, in part in Pss, not in USS."""
+    status = Path(f"/proc/{pid}/status")
+    rollup = Path(f"/proc/{pid}/smaps_rollup")
+    return {
+        "VmRSS": _kib(status, "VmRSS") / 1024,
+        "RssAnon": _kib(status, "RssAnon") / 1024,
+        "RssFile": _kib(status, "RssFile") / 1024,
+        "Pss": _kib(rollup, "Pss") / 1024,
+        "USS": (_kib(rollup, "Private_Clean") + _kib(rollup, "Private_Dirty")) / 1024,
+    }
