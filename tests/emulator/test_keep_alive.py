@@ -8,6 +8,7 @@ and then check that the next request on the same connection is still understood.
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import re
 import socket
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from graph_emulator.keep_alive import RequestBody
 
 from tests.support.emulator import EmulatorHandle, EmulatorSetup
 
@@ -187,3 +189,29 @@ def test_a_reset_fault_drops_a_kept_alive_connection(
         connection.getresponse()
 
     assert emulator.stats()["calls"]["createOrGet"] == {"reset": 1}
+
+
+def test_the_app_cannot_read_past_the_body_into_the_next_request() -> None:
+    stream = io.BytesIO(b"0123456789GET / HTTP/1.1\r\n")
+    body = RequestBody(stream, 10)
+
+    assert body.read() == b"0123456789"
+    assert body.read(100) == b"" and body.complete
+    assert stream.read() == b"GET / HTTP/1.1\r\n"
+
+
+def test_skipping_stops_at_the_body_end_and_at_the_limit() -> None:
+    stream = io.BytesIO(b"x" * 100 + b"next")
+    skipped = RequestBody(stream, 100)
+    assert skipped.read(10) == b"x" * 10
+    assert skipped.skip_rest(limit=1000) and stream.read() == b"next"
+
+    assert RequestBody(io.BytesIO(b"x" * 100), 100).longer_than(99)
+    assert not RequestBody(io.BytesIO(b"x" * 100), 100).longer_than(100)
+
+
+def test_a_body_cut_short_cannot_be_skipped() -> None:
+    cut = RequestBody(io.BytesIO(b"x" * 10), 100)
+
+    assert not cut.skip_rest(limit=1000)
+    assert not cut.complete
