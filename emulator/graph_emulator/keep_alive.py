@@ -200,9 +200,10 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        # A response goes out as several writes (headers, body, chunks). With Nagle's
-        # algorithm on, a later write waits for the client's delayed ACK of the first
-        # (about 40 ms) unless the connection closes, as it did after every response.
+        # A response goes out as several writes (TLS session tickets, headers, body).
+        # With Nagle's algorithm on, a later write waits for the client's delayed ACK of
+        # an earlier one (about 40 ms on loopback) unless the connection closes, as it
+        # did after every response before.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def handle(self) -> None:
