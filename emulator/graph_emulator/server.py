@@ -20,17 +20,19 @@ from types import FrameType
 from typing import Any
 
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from .app import RESET_KEY
+from .keep_alive import KeepAliveRequestHandler
 
 logger = logging.getLogger("graph_emulator")
 
 READY_FILE = "emulator.json"
 
 
-class _RequestHandler(WSGIRequestHandler):
-    # A client that connects and then stalls must not hold a worker thread forever.
+class _RequestHandler(KeepAliveRequestHandler):
+    # A client that connects and then stalls must not hold a worker thread forever (an
+    # idle kept-alive connection waits less: keep_alive.KEEP_ALIVE_IDLE_SECONDS).
     timeout = 60
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
@@ -39,8 +41,7 @@ class _RequestHandler(WSGIRequestHandler):
     def connection_dropped(
         self, error: BaseException, environ: dict[str, Any] | None = None
     ) -> None:
-        # No response was sent, so this connection cannot carry another request.
-        self.close_connection = True
+        super().connection_dropped(error, environ)
         if environ is not None and environ.get(RESET_KEY):
             # Linger 0 makes close() send a TCP RST: the client sees a reset, not a reply.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

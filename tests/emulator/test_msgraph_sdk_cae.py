@@ -45,7 +45,11 @@ async def create_twice_around_a_revocation(emulator, setup, *, cae: bool) -> lis
     )
     outcomes: list[Any] = []
     trusting = ssl.create_default_context(cafile=ca_bundle)  # the emulator's CA, only
-    async with credential, httpx.AsyncClient(verify=trusting) as http:
+    # The SDK wraps the client's transport in its middleware, and closing the client does
+    # not close the wrapped one; the emulator keeps connections alive, as Graph does, so
+    # the transport is closed here, or its connection outlives the event loop.
+    transport = httpx.AsyncHTTPTransport(verify=trusting)
+    async with credential, transport, httpx.AsyncClient(transport=transport) as http:
         provider = AzureIdentityAuthenticationProvider(
             credential, scopes=SCOPES, allowed_hosts=["127.0.0.1"], is_cae_enabled=cae
         )
