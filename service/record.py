@@ -27,17 +27,12 @@ from service.errors import BookingCancelled, BookingNotFound
 # Format 1 records read as format 2 without options. A release that reads only format 1
 # answers 503 for a format 2 record during a rolling update (the caller retries, most
 # likely on a newer replica) rather than replay a booking whose options it would ignore.
-# Format 3 stores the record compressed in a JSON envelope (service.record_format), about
-# 600 bytes instead of 3 KB: the payload is format 2's JSON document (`to_json`), a newline,
-# and the API's answer body for the record (`answer`), so a replay serves those bytes as
-# they are. Formats 1 and 2 are stored as the JSON document itself and still read as
-# before. A release before format 3 reads the envelope's formatVersion and answers 503.
+# Format 3 stores format 2's JSON document (`to_json`) compressed in a JSON envelope
+# (service.record_format), about 620 bytes instead of 3 KB. Formats 1 and 2 are stored as
+# the JSON document itself and still read as before. A release before format 3 reads the
+# envelope's formatVersion and answers 503.
 FORMAT_VERSION = 3
 READABLE_VERSIONS = frozenset({1, 2, 3})
-# What the answer stored with a record holds (`view` rendered by `answer_body`): change it
-# whenever they would render a stored record differently, and stored answers of the old
-# layout are rendered afresh instead of served (tests/unit/test_meeting_answer.py).
-ANSWER_LAYOUT = 1
 # What a record without a formatVersion is.
 UNVERSIONED = 1
 
@@ -162,9 +157,7 @@ class BookingRecord:
 
     @cached_property
     def answer(self) -> bytes:
-        """`view()` as the API's answer body: built once per record, so a replay serves
-        bytes (a record read from the store is new, so it is built at most once per
-        request; see docs/performance.md)."""
+        """`view()` as the API's answer body, rendered once per record."""
         return answer_body(self.view())
 
     def view(self) -> dict[str, Any]:
@@ -206,9 +199,8 @@ class BookingRecord:
         return json.dumps(document, separators=(",", ":"), sort_keys=True)
 
     def to_stored(self) -> str:
-        """What the store keeps (format 3): the JSON document and the answer, compressed."""
-        payload = self.to_json().encode() + b"\n" + self.answer
-        return record_format.pack(payload, FORMAT_VERSION, answerLayout=ANSWER_LAYOUT)
+        """What the store keeps (format 3): the JSON document, compressed."""
+        return record_format.pack(self.to_json().encode(), FORMAT_VERSION)
 
     @classmethod
     def from_stored(cls, raw: str | bytes) -> BookingRecord:
@@ -222,20 +214,13 @@ class BookingRecord:
             return cls.from_document(envelope)
         _require_readable(envelope.get("formatVersion"))
         try:
-            payload = record_format.unpack(envelope)
+            document = record_format.unpack(envelope)
         except record_format.UnknownDictionary as error:
             # Only a newer release can have written it: like a newer format, not junk.
             raise NewerRecord(str(error)) from None
         except ValueError as error:
             raise UnreadableRecord(f"not a booking record: {error}") from None
-        # The document is JSON without a raw newline (json.dumps escapes them in strings).
-        document, _, answer = payload.partition(b"\n")
-        record = cls.from_json(document)
-        if answer and envelope.get("answerLayout") == ANSWER_LAYOUT:
-            # Filled in as `answer` would have computed it; a changed copy (replace) is a
-            # new instance and renders its own.
-            record.__dict__["answer"] = answer
-        return record
+        return cls.from_json(document)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> BookingRecord:

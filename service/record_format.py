@@ -1,5 +1,5 @@
-"""Format 3's stored text: a record's payload, deflated with a preset dictionary, in a
-small JSON envelope.
+"""Format 3's stored text: a record's JSON, deflated with a preset dictionary, in a small
+JSON envelope.
 
 A stored record is mostly Graph's onlineMeeting, whose keys, enum values and join-link
 pieces are the same in every meeting; only ids, numbers and the caller's words differ.
@@ -7,7 +7,9 @@ zlib on its own cannot exploit that in a 3 KB text (it has nothing to refer back
 so it starts from a preset dictionary (`zdict`) that reads like a record: it then spends
 its bits on what is new in this one. About 3 KB of JSON becomes about 500 bytes.
 
-The envelope is JSON text, `{"deflated":"<base64>","dictionary":1,"formatVersion":3,...}`:
+The envelope is JSON text, `{"d":1,"formatVersion":3,"z":"<base64>"}` (`d` the dictionary,
+`z` the zlib stream; one-letter names because Redis allocates values in size classes, and
+a record sits near the edge of one):
 - text, not raw bytes, so every release can read it: one before format 3 reads the
   envelope's formatVersion and answers 503 (a record of a newer release), as it does for
   any newer format, where raw bytes would fail to decode as UTF-8 (a 500). Base64 costs a
@@ -28,8 +30,8 @@ import json
 import zlib
 from typing import Any
 
-PAYLOAD = "deflated"
-DICTIONARY = "dictionary"
+PAYLOAD = "z"
+DICTIONARY = "d"
 # Measured on varied emulator records: level 9 is at most a byte smaller than 6, and 1 is
 # about 12% larger; 9 costs tens of microseconds once per write, which follows a Graph call.
 LEVEL = 9

@@ -29,10 +29,10 @@ def test_no_dictionary_ever_changes():
 
 def test_a_payload_round_trips_in_an_envelope_naming_format_and_dictionary():
     payload = json.dumps({"subject": "Käse", "meeting": {"id": "MSo"}}).encode() + b"\n\xff"
-    envelope = json.loads(record_format.pack(payload, FORMAT_VERSION, answerLayout=7))
+    envelope = json.loads(record_format.pack(payload, FORMAT_VERSION, note=7))
     assert envelope["formatVersion"] == FORMAT_VERSION
-    assert envelope["dictionary"] == record_format.CURRENT_DICTIONARY
-    assert envelope["answerLayout"] == 7
+    assert envelope["d"] == record_format.CURRENT_DICTIONARY
+    assert envelope["note"] == 7
     assert record_format.is_packed(envelope)
     assert record_format.unpack(envelope) == payload
 
@@ -65,7 +65,7 @@ def test_the_envelope_is_ascii_text():
 
 
 def test_a_dictionary_this_code_lacks_is_named_as_such():
-    envelope = json.loads(record_format.pack(b"{}", FORMAT_VERSION)) | {"dictionary": 200}
+    envelope = json.loads(record_format.pack(b"{}", FORMAT_VERSION)) | {"d": 200}
     with pytest.raises(record_format.UnknownDictionary):
         record_format.unpack(envelope)
 
@@ -73,7 +73,7 @@ def test_a_dictionary_this_code_lacks_is_named_as_such():
 @pytest.mark.parametrize("cut", [1, 4, 10])
 def test_a_truncated_payload_is_an_error_not_a_shorter_text(cut):
     envelope = json.loads(record_format.pack(b'{"subject": "a longer text"}', FORMAT_VERSION))
-    stream = record_format.base64.b64decode(envelope["deflated"])
-    envelope["deflated"] = record_format.base64.b64encode(stream[:-cut]).decode()
+    stream = record_format.base64.b64decode(envelope["z"])
+    envelope["z"] = record_format.base64.b64encode(stream[:-cut]).decode()
     with pytest.raises(ValueError):
         record_format.unpack(envelope)
