@@ -18,45 +18,33 @@ $(VENV)/.installed: pyproject.toml emulator/pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
-# redis-server is needed by `make run` (local Redis) and by the end-to-end tests.
-redis:
-	@if ! command -v redis-server >/dev/null; then \
+# Install a Debian package when its command is missing: as root, or with sudo. $(1) the
+# command, $(2) the package, $(3) another test that must also fail (nginx is in /usr/sbin).
+define debian_package
+	@if ! command -v $(1) >/dev/null $(3); then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing redis-server with apt-get"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	    echo "installing $(2) with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; \
 	  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
-	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; \
 	  else \
-	    echo "redis-server is missing: install it (Debian: apt-get install redis-server) and retry" >&2; exit 1; \
+	    echo "$(1) is missing: install it (Debian: apt-get install $(2)) and retry" >&2; exit 1; \
 	  fi; \
 	fi
+endef
+
+# redis-server is needed by `make run` (local Redis) and by the end-to-end tests.
+redis:
+	$(call debian_package,redis-server,redis-server)
 
 # nginx is the proxy in front of gunicorn in `make run`, the end-to-end tests and the bench
 # (deploy/base/proxy/nginx.conf.template); Debian's package, run as the current user.
 nginx:
-	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing nginx with apt-get"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
-	  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
-	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
-	  else \
-	    echo "nginx is missing: install it (Debian: apt-get install nginx) and retry" >&2; exit 1; \
-	  fi; \
-	fi
+	$(call debian_package,nginx,nginx,&& [ ! -x /usr/sbin/nginx ])
 
 # wrk is the bench's load generator (tests/bench/wrk.py); Debian's package.
 wrk:
-	@if ! command -v wrk >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing wrk with apt-get"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
-	  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
-	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
-	  else \
-	    echo "wrk is missing: install it (Debian: apt-get install wrk) and retry" >&2; exit 1; \
-	  fi; \
-	fi
+	$(call debian_package,wrk,wrk)
 
 run: install redis nginx
 	$(BIN)/python -m local_stack
