@@ -10,18 +10,28 @@
 # limits"). The default GUNICORN_BIND below serves directly, without that protection: for
 # `docker run` on a developer's machine, never exposed to callers.
 #
-# Stage 1 builds wheels of the service and every dependency; stage 2 installs them into a
-# clean slim image from a bind mount, so neither the wheels nor pip's cache end up in a
-# layer, and nothing that compiles (the slim base has no compiler) is in the final image.
+# Stage 1 turns uv.lock's runtime set (no dependency group: none of the test, lint or bench
+# tools, nor the emulator) into a hash-pinned requirements file, fetches exactly those
+# wheels, hash-checked, and builds the service's own wheel; stage 2 installs them into a
+# clean slim image from a bind mount, offline and hash-checked again, so neither the wheels
+# nor pip's cache end up in a layer, and nothing that compiles (the slim base has no
+# compiler) is in the final image. The image holds the same versions as the tests ran
+# against (uv.lock; README, "Dependencies").
 # tests/deploy/test_deploy_image.py runs these same RUN steps and the same ENTRYPOINT in
-# a fresh virtual environment; `make check-deploy` lints this file (hadolint, checkov).
+# a fresh virtual environment and compares what it installed with the lock;
+# `make check-deploy` lints this file (hadolint, checkov).
 
 FROM python:3.11-slim-bookworm AS build
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    UV_PYTHON_DOWNLOADS=never
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml uv.lock README.md ./
 COPY service ./service
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# uv: pyproject.toml's [tool.uv] required-version (uv refuses any other; a test compares).
+RUN pip install --no-cache-dir uv==0.13.10 \
+    && uv export --frozen --no-default-groups --no-emit-workspace --format requirements-txt --output-file /wheels/requirements.txt \
+    && pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r /wheels/requirements.txt \
+    && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -29,9 +39,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus \
     GUNICORN_BIND=0.0.0.0:8080
-# --no-index: only the wheels built above, so the image holds exactly what stage 1 resolved.
+# --no-index: only the wheels fetched above; --require-hashes: each one is the file the lock
+# names. The service's own wheel, built here, has no locked hash: --no-deps, its
+# dependencies are all in the line before.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links=/wheels /wheels/meeting_provisioning-*.whl \
+    pip install --no-cache-dir --no-index --find-links=/wheels --require-hashes -r /wheels/requirements.txt \
+    && pip install --no-cache-dir --no-index --no-deps /wheels/meeting_provisioning-*.whl \
     && groupadd --gid 10001 app \
     && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin app
 # A fixed numeric UID/GID, so Kubernetes can check runAsNonRoot and match runAsUser/fsGroup.

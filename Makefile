@@ -4,19 +4,48 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install redis nginx wrk lint openapi bench clean tools check-deploy
+.PHONY: run test install lock-check lock upgrade redis nginx wrk lint openapi bench clean tools check-deploy
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+# --- Python packages: one lock for every install (README, "Dependencies") -------------
+# uv.lock holds every Python package of the project, exact and hashed: the service's
+# runtime, the emulator (./emulator, a workspace member) and the groups of
+# pyproject.toml's [dependency-groups]. Each target installs exactly the groups it needs
+# from it; nothing here resolves versions by itself (`uv sync --locked`), only `make lock`
+# and `make upgrade` do. uv itself lives in its own venv, pinned by pyproject.toml's
+# [tool.uv] required-version (uv refuses to run as any other version).
+UV_VERSION := $(shell sed -n 's/^required-version = "==\(.*\)"/\1/p' pyproject.toml)
+UV_HOME := .venv-uv
+UV := $(UV_HOME)/bin/uv
+RUN_GROUPS := --group emulator
+TEST_GROUPS := --group test --group lint
+BENCH_GROUPS := --group test --group bench
+TOOLS_GROUPS := --only-group deploy-tools
+LOCK_MISMATCH := uv.lock is missing or does not match pyproject.toml: run "make lock", then commit uv.lock with pyproject.toml
 
-# The service and, as its own distribution, the Graph emulator that `make run` and the
-# tests start (the image installs only the service: see the Dockerfile).
-$(VENV)/.installed: pyproject.toml emulator/pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]' -e ./emulator
-	touch $@
+$(UV):
+	$(PYTHON) -m venv $(UV_HOME)
+	$(UV_HOME)/bin/pip install --quiet --disable-pip-version-check 'uv==$(UV_VERSION)'
 
-install: $(VENV)/.installed
+# Fails, saying what to do, when the lock is gone or pyproject.toml has changed since it
+# was made: the install targets never re-resolve on their own.
+lock-check: | $(UV)
+	@[ -f uv.lock ] || { echo '$(LOCK_MISMATCH)' >&2; exit 1; }
+	@$(UV) lock --check --quiet --python $(PYTHON) || { echo '$(LOCK_MISMATCH)' >&2; exit 1; }
+
+# Re-resolve after editing pyproject.toml: versions already locked stay where the ranges
+# still allow them. Commit uv.lock with pyproject.toml.
+lock: | $(UV)
+	$(UV) lock --python $(PYTHON)
+
+# Every package to the newest release the ranges allow, then lint, types and the tests.
+upgrade: | $(UV)
+	$(UV) lock --upgrade --python $(PYTHON)
+	$(MAKE) test
+
+# The test and lint groups, exactly (what CI runs with). `make run` and `make bench` add
+# their groups beside whatever is there (--inexact), so switching targets removes nothing.
+install: lock-check
+	$(UV) sync --locked --python $(PYTHON) $(TEST_GROUPS)
 
 # Install a Debian package when its command is missing: as root, or with sudo. $(1) the
 # command, $(2) the package, $(3) another test that must also fail (nginx is in /usr/sbin).
@@ -46,7 +75,9 @@ nginx:
 wrk:
 	$(call debian_package,wrk,wrk)
 
-run: install redis nginx
+# A newcomer's first command: the service, the emulator and nothing of the test tools.
+run: lock-check redis nginx
+	$(UV) sync --locked --inexact --python $(PYTHON) $(RUN_GROUPS)
 	$(BIN)/python -m local_stack
 
 lint: install
@@ -62,7 +93,7 @@ openapi: install
 	$(BIN)/python -m service.openapi > openapi.yaml
 
 clean:
-	rm -rf $(VENV) $(TOOLS) $(RENDERED) .run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) $(UV_HOME) $(RENDERED) .run .pytest_cache .mypy_cache .ruff_cache
 
 # A bounded benchmark on loopback (not run by `make test`: speed is measured, not asserted):
 # issue 11's scenarios (tests/bench/run.py; rewrites docs/performance.md and its chart),
@@ -71,12 +102,13 @@ clean:
 # BENCH_ARGS passes options, e.g. `make bench BENCH_ARGS="--quick --skip 6"`.
 BENCH_ARGS ?=
 SLOW_CLIENTS_ARGS ?= --quiet-seconds 5 --seconds 20 --direct-seconds 5
-bench: install redis nginx wrk
+bench: lock-check redis nginx wrk
+	$(UV) sync --locked --inexact --python $(PYTHON) $(BENCH_GROUPS)
 	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)
 	$(BIN)/python -m tests.bench.slow_clients $(SLOW_CLIENTS_ARGS)
 
 # --- Container image and Kubernetes manifests (docs/operations.md) ----------------------
-# The scanners live in their own venv; promtool comes from Debian's prometheus package,
+# The scanners live in their own venv (uv.lock's deploy-tools group); promtool comes from Debian's prometheus package,
 # unpacked into it rather than installed (no Prometheus server, no service started).
 TOOLS := .venv-tools
 TBIN := $(TOOLS)/bin
@@ -84,10 +116,9 @@ RENDERED := build/deploy
 KUBERNETES_VERSION := 1.37.0
 CHECKOV := $(TBIN)/checkov --quiet --compact --skip-download
 
-$(TOOLS)/.installed: tests/deploy/requirements-tools.txt
-	$(PYTHON) -m venv $(TOOLS)
-	$(TBIN)/pip install --quiet --upgrade pip
-	$(TBIN)/pip install --quiet -r tests/deploy/requirements-tools.txt
+# The deploy-tools group alone, in its own venv, from the same lock.
+$(TOOLS)/.installed: uv.lock pyproject.toml | lock-check
+	UV_PROJECT_ENVIRONMENT=$(TOOLS) $(UV) sync --locked --python $(PYTHON) $(TOOLS_GROUPS)
 	touch $@
 
 $(TBIN)/promtool: | $(TOOLS)/.installed

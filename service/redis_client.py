@@ -77,7 +77,10 @@ def build(target: RedisTarget, timeout: float) -> RedisClient:
         # The URL's credentials and TLS apply to the sentinels too (as in the `limits`
         # library); the primary is asked of them again after every connection failure.
         auth = {"username": target.username, "password": target.password}
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        # Typed as the **connection_kwargs they are: redis-py 8.2 types Sentinel's own
+        # parameters, which a narrower dict unpacked here would be checked against.
+        connection: dict[str, Any] = {**auth, **common, **on_error}
+        sentinel = Sentinel(
             target.nodes,
             sentinel_kwargs={
                 **{name: value for name, value in auth.items() if value is not None},
@@ -86,13 +89,9 @@ def build(target: RedisTarget, timeout: float) -> RedisClient:
                 **({"ssl": True} if target.tls else {}),
                 **tls_options(target),
             },
-            **auth,
-            **common,
-            **on_error,
+            **connection,
         )
         assert target.service_name is not None  # parse_redis_url requires it
-        client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-            target.service_name, db=target.db
-        )
+        client: redis.Redis = sentinel.master_for(target.service_name, db=target.db)
         return client
     return redis.Redis.from_url(target.url, **common, **on_error)

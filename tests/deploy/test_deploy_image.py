@@ -11,6 +11,7 @@ User management (groupadd/useradd) cannot run on the host: it is checked, not ru
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,14 +31,18 @@ import pytest
 import requests
 from local_stack.processes import free_port, wait_until
 from local_stack.redis_server import RedisServer
+from packaging.utils import canonicalize_name
 
 from tests.deploy.tooling import DEPLOY, REPO, container_env, find, render
+from tests.support.uv_lock import runtime_versions
 
 pytestmark = pytest.mark.deploy
 
 BUILD_TIMEOUT = 300
 START_TIMEOUT = 30
 NOT_RUN = {"groupadd", "useradd"}
+# What python:3.11-slim (and `python -m venv`) holds before any RUN: not the lock's business.
+BASE_IMAGE_PACKAGES = {"pip", "setuptools", "wheel"}
 WORKLOAD_IDENTITY = {
     "AZURE_TENANT_ID": "2c1b3a4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
     "AZURE_CLIENT_ID": "6e5d4c3b-2a19-4807-b6a5-948372615049",
@@ -226,6 +232,17 @@ def test_dockerfile_shape():
                 assert "--no-cache-dir" in run.arguments
     # The wheels reach the final stage through a bind mount, never as a layer.
     assert not final.all("COPY")
+    # Every package comes from uv.lock's runtime set, hash-checked on download and on
+    # install; the uv that exports it is the one pyproject.toml requires.
+    builds = " && ".join(i.arguments for i in build.all("RUN"))
+    export = re.search(r"uv export ([^&]*)", builds).group(1).split()
+    assert {"--frozen", "--no-default-groups"} <= set(export), export
+    assert not {"--group", "--all-groups", "--only-group"} & set(export), export
+    assert "pip wheel --no-cache-dir --require-hashes" in builds
+    assert "--require-hashes -r /wheels/requirements.txt" in runs
+    required = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["uv"]
+    [pinned] = re.findall(r"pip install --no-cache-dir uv(==\S+)", builds)
+    assert pinned == required["required-version"], (pinned, required["required-version"])
     [user] = final.all("USER")
     uid = re.search(r"useradd [^&]*--uid (\d+)", runs).group(1)
     gid = re.search(r"groupadd [^&]*--gid (\d+)", runs).group(1)
@@ -310,9 +327,33 @@ def test_the_image_recipe_installs_and_serves(fake_roots, tmp_path):
     assert not (site / "service" / "emulator").exists()
     assert not list(site.glob("graph_emulator*"))
     assert not list(site.glob("local_stack*")), "make run's stack is not part of the product"
-    installed = {d.name.split("-")[0].lower() for d in site.glob("*.dist-info")}
-    assert "meeting_provisioning" in installed
-    assert not installed & {"graph_emulator", "trustme", "jsonschema"}, sorted(installed)
+    installed = {
+        canonicalize_name(d.metadata["Name"]): d.version
+        for d in importlib.metadata.distributions(path=[str(site)])
+        if canonicalize_name(d.metadata["Name"]) not in BASE_IMAGE_PACKAGES
+    }
+    assert "meeting-provisioning" in installed
+    assert not installed.keys() & {"graph-emulator", "trustme", "jsonschema"}, sorted(installed)
+    # Exactly uv.lock's runtime set at its versions: nothing more (no test tool, nothing
+    # resolved on its own), nothing less, nothing at another version.
+    # Markers are the image's Python's (python_full_version < '3.11.3' and the like).
+    probe = (
+        "import json; from packaging.markers import default_environment; "
+        "print(json.dumps(default_environment()))"
+    )
+    markers = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", probe], capture_output=True, check=True, timeout=30
+    )
+    locked = runtime_versions(json.loads(markers.stdout))
+    assert installed == locked, {
+        "not in the lock": sorted(installed.keys() - locked.keys()),
+        "missing": sorted(locked.keys() - installed.keys()),
+        "other version": {
+            name: (installed[name], locked[name])
+            for name in installed.keys() & locked.keys()
+            if installed[name] != locked[name]
+        },
+    }
 
     # The pod: the dev overlay's environment, what workload identity injects, the Secret.
     redis = RedisServer(tmp_path / "redis").start()
