@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from flask import Flask
 
-from service import logs, metrics, observability, openapi, ops
+from service import openapi
 from service.config import Settings
-from service.errors import StoreUnavailable
-from service.routes import register_api
+from service.foundation import logs, metrics
+from service.foundation.errors import StoreUnavailable
+from service.web import observability
+from service.web import operations_api as ops
+from service.web.routes import register_api
 from service.wiring import EXTENSION, Services
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Literal, TypeVar
 from urllib.parse import unquote
 
-from service.callers import Caller, CallerRegistryError, load_callers, parse_rate_limit
-from service.clouds import CLOUDS, Cloud
+from service.domain.callers import Caller, CallerRegistryError, load_callers, parse_rate_limit
+from service.foundation.clouds import CLOUDS, Cloud
 
 T = TypeVar("T")
 
@@ -249,7 +249,7 @@ class Settings:
     # Every caller's rate limit unless its entry has `rateLimit`; None: no limit.
     default_caller_rate_limit: str | None = None
     # The rate Graph admits this app's calls at; all workers and replicas together send a
-    # little under it (send_interval, service.graph_pacing). None: unpaced.
+    # little under it (send_interval, service.graph.pacing). None: unpaced.
     graph_rate_limit: str | None = None
 
     @property
@@ -584,7 +584,7 @@ class _Reader:
         return text
 
     def rate_limit(self, name: str, example: str) -> str | None:
-        """A rate limit in the limits library's syntax (service.callers.parse_rate_limit),
+        """A rate limit in the limits library's syntax (service.domain.callers.parse_rate_limit),
         kept as written; None when unset or invalid (then a problem is reported)."""
         text = self.raw(name)
         if text is None:

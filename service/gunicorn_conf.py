@@ -14,9 +14,11 @@ from typing import Any
 
 from prometheus_client import multiprocess
 
-# Imported here, in the master, so the shared flag exists before the workers are forked.
-from service import draining, gunicorn_errors
 from service.config import ServerSettings
+
+# Imported here, in the master, so the shared flag exists before the workers are forked.
+from service.foundation import draining
+from service.web import gunicorn_errors
 
 # The same parsing and defaults as the workers' Settings (service/config.py).
 server_settings = ServerSettings.from_env()
@@ -30,7 +32,7 @@ graceful_timeout = int(server_settings.graceful_timeout)
 pre_stop_delay = server_settings.pre_stop_delay
 metrics_dir = server_settings.metrics_dir
 keepalive = 5
-# Our own JSON request log (service.observability) replaces gunicorn's access log.
+# Our own JSON request log (service.web.observability) replaces gunicorn's access log.
 accesslog = None
 errorlog = "-"
 loglevel = server_settings.log_level.lower()
@@ -49,7 +51,7 @@ limit_request_field_size = 8190 + len("\r\n")
 def on_starting(server: Any) -> None:
     """Start every master with an empty metrics directory: stale files of dead processes
     from an earlier run would otherwise be summed into the counters. Also make gunicorn's
-    own error answers problem+json (service/gunicorn_errors.py); the forked workers inherit
+    own error answers problem+json (service/web/gunicorn_errors.py); the forked workers inherit
     it."""
     gunicorn_errors.install(server.cfg)
     if metrics_dir is not None:
@@ -82,7 +84,7 @@ def when_ready(server: Any) -> None:
             raise StopIteration  # asked twice: stop now
         stop_at = time.monotonic() + pre_stop_delay
         draining.start()
-        from service import metrics  # created now, after on_starting wiped the directory
+        from service.foundation import metrics
 
         metrics.draining.set(1)
         server.log.info("SIGTERM: draining for %.1f s before stopping", pre_stop_delay)

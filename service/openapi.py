@@ -16,13 +16,13 @@ from typing import Any
 from apispec.yaml_utils import dict_to_yaml
 from flask import Flask
 
-from service.routes import register_api
+from service.web.routes import register_api
 
 Document = dict[str, Any]
 
 PROBLEM = "application/problem+json"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-# service.observability.REQUEST_ID, written for ECMA-262 as JSON Schema reads it (the
+# service.web.observability.REQUEST_ID, written for ECMA-262 as JSON Schema reads it (the
 # document's test checks that the two agree).
 REQUEST_ID_PATTERN = "^[A-Za-z0-9._:@/+=-]{1,128}$"
 

@@ -6,18 +6,18 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from service.caller_tokens import CallerTokens
 from service.config import Settings
-from service.graph import GraphClient
-from service.graph_pacing import GraphPacer
-from service.http import build_session
-from service.lifecycle import Lifecycle
-from service.organizers import Organizers
-from service.provisioning import Provisioner
-from service.quota import OrganizerQuota
-from service.rate_limits import CallerRateLimits
-from service.store import BookingStore
-from service.tokens import TokenProvider
+from service.core.lifecycle import Lifecycle
+from service.core.organizers import Organizers
+from service.core.provisioning import Provisioner
+from service.core.quota import OrganizerQuota
+from service.core.rate_limits import CallerRateLimits
+from service.foundation.pinned_session import build_session
+from service.graph.client import GraphClient
+from service.graph.pacing import GraphPacer
+from service.identity.app_tokens import TokenProvider
+from service.identity.caller_tokens import CallerTokens
+from service.storage.store import BookingStore
 
 EXTENSION = "meeting-provisioning"
 

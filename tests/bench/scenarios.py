@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from service import store
+from service.storage import store
 from tests.bench import measure
 from tests.bench.direct_client import SUBJECT, DirectGraphClient
 from tests.bench.measure import median, percentile

@@ -258,7 +258,7 @@ def test_dockerfile_shape():
 
 def test_dockerignore_keeps_only_what_the_build_copies():
     patterns = dockerignore()
-    for kept in ("pyproject.toml", "README.md", "service/app.py", "service/record.py"):
+    for kept in ("pyproject.toml", "README.md", "service/app.py", "service/domain/record.py"):
         assert not ignored(kept, patterns), kept
     for dropped in (
         ".venv/bin/python",

@@ -224,7 +224,7 @@ def test_grace_period_covers_the_pre_stop_delay_and_the_graceful_timeout(overlay
 def test_every_setting_is_one_the_service_reads(overlay):
     """A misspelt or renamed variable would silently fall back to its default."""
     _, docs = overlay
-    read = "\n".join(path.read_text() for path in (REPO / "service").glob("*.py"))
+    read = "\n".join(path.read_text() for path in (REPO / "service").rglob("*.py"))
     for name in container_env(docs, placeholder_secret):
         if name != "REDIS_ACCESS_KEY":  # only substituted into REDIS_URL
             assert f'"{name}"' in read, f"{name} is not read by service/"

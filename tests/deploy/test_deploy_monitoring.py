@@ -1,5 +1,5 @@
 """deploy/monitoring/: every alert and every dashboard panel queries metrics the service
-exports (service/metrics.py), the queries parse (promtool), and every alert has a runbook
+exports (service/foundation/metrics.py), the queries parse (promtool), and every alert has a runbook
 section in docs/operations.md. `make check-deploy` runs `promtool check rules` and
 `promtool test rules` on the alerts themselves."""
 
@@ -14,7 +14,7 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from service import metrics
+from service.foundation import metrics
 from tests.deploy.tooling import DEPLOY, REPO, run_tool
 
 pytestmark = pytest.mark.deploy
@@ -47,13 +47,13 @@ SUFFIXES = {
 
 
 def exported_series() -> set[str]:
-    """The sample names service/metrics.py exposes."""
+    """The sample names service/foundation/metrics.py exposes."""
     names: set[str] = set()
     for collector in vars(metrics).values():
         if isinstance(collector, MetricWrapperBase):
             for family in collector.describe():
                 names.update(family.name + suffix for suffix in SUFFIXES[family.type])
-    assert names, "service/metrics.py defines no metrics?"
+    assert names, "service/foundation/metrics.py defines no metrics?"
     return names | set(metrics.SCRAPE_TIME_GAUGES)
 
 
@@ -99,7 +99,9 @@ def check_known(names: set[str], where: str) -> None:
     known = exported_series() | PROMETHEUS_SERIES
     assert names, f"{where}: no metric found in the expression"
     unknown = names - known
-    assert not unknown, f"{where}: {sorted(unknown)} are not exported by service/metrics.py"
+    assert not unknown, (
+        f"{where}: {sorted(unknown)} are not exported by service/foundation/metrics.py"
+    )
 
 
 @pytest.mark.parametrize(

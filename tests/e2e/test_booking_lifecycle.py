@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from service.store import key
+from service.storage.store import key
 from tests.support.contract import validator
 from tests.support.factories import booking
 from tests.support.problems import assert_problem

@@ -3,7 +3,7 @@
 Every emulator here plays one Graph audience and mints tokens only for the scope
 `<that Graph root>/.default`, as Entra does in each cloud. The expected roots are copied
 from the contract's clouds table (shared/graph-contract/README.md), not imported from
-service.clouds, so a wrong row there fails these tests.
+service.foundation.clouds, so a wrong row there fails these tests.
 
 (Graph beta with chatInfo in the global cloud is covered in test_credentials_and_modes.)
 """

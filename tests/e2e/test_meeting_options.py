@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from local_stack.clients import Caller, write_clients_file
 
-from service.options import CLOSED_LOBBY
+from service.domain.options import CLOSED_LOBBY
 from tests.support.contract import validator
 from tests.support.factories import booking
 from tests.support.problems import assert_problem

@@ -12,7 +12,7 @@ import jwt
 import msal
 import pytest
 
-from service.http import PinnedSession
+from service.foundation.pinned_session import PinnedSession
 from tests.support.emulator import (
     SESSION_TIMEOUT,
     EmulatorHandle,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from local_stack.processes import wait_until
 
-from service.options import CLOSED_LOBBY
+from service.domain.options import CLOSED_LOBBY
 from tests.support.contract import validator
 from tests.support.emulator import EmulatorHandle
 from tests.support.factories import booking

@@ -24,7 +24,7 @@ import requests
 from local_stack.processes import wait_until
 from redis.cluster import key_slot
 
-from service.store import key
+from service.storage.store import key
 from tests.support.emulator import EmulatorHandle
 from tests.support.factories import booking
 from tests.support.fault_table import Tally

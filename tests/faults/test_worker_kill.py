@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from local_stack.processes import wait_until
 
-from service.store import key
+from service.storage.store import key
 from tests.support.factories import booking
 from tests.support.fault_table import booking_external_id, graph_requests_of
 from tests.support.processes import kill_the_worker_serving, workers_of

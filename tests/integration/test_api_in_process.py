@@ -14,11 +14,11 @@ import redis
 from flask.testing import FlaskClient
 
 from service.app import create_app
-from service.booking import external_id
 from service.config import Settings
-from service.errors import TYPE_PREFIX
-from service.record import BookingRecord
-from service.store import legacy_key
+from service.domain.booking import external_id
+from service.domain.record import BookingRecord
+from service.foundation.errors import TYPE_PREFIX
+from service.storage.store import legacy_key
 
 pytestmark = pytest.mark.integration
 

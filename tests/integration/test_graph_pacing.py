@@ -1,4 +1,4 @@
-"""service.graph_pacing against a real redis-server: calls of several threads (and of
+"""service.graph.pacing against a real redis-server: calls of several threads (and of
 several pacers, as workers and replicas have) are spaced 1/rate apart; a refused turn
 reserves nothing; Graph's Retry-After seen by one GraphClient delays another's call, and
 a turn past the budget is a 503 without a Graph call; without Redis, calls go out unpaced;
@@ -17,12 +17,12 @@ from prometheus_client import REGISTRY
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from service import redis_client
-from service.backoff import Budget
 from service.config import Settings, parse_redis_url
-from service.errors import GraphUnavailable
-from service.graph_pacing import UNAVAILABLE_PAUSE, GraphPacer, Refused, gate_key, pace_key
-from service.store import BookingStore
+from service.foundation.backoff import Budget
+from service.foundation.errors import GraphUnavailable
+from service.graph.pacing import UNAVAILABLE_PAUSE, GraphPacer, Refused, gate_key, pace_key
+from service.storage import redis_client
+from service.storage.store import BookingStore
 from service.wiring import Services
 from tests.support.redis_topologies import Cluster
 

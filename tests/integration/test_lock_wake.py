@@ -13,9 +13,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from service import booking_lock
-from service.errors import BookingBusy, StoreUnavailable
-from service.store import BLOCK_OVERSHOOT, WAKE_TTL_MS, BookingStore, wake_key
+from service.foundation.errors import BookingBusy, StoreUnavailable
+from service.storage import booking_lock
+from service.storage.store import BLOCK_OVERSHOOT, WAKE_TTL_MS, BookingStore, wake_key
 
 pytestmark = pytest.mark.integration
 

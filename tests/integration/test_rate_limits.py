@@ -1,7 +1,7 @@
 """CallerRateLimits against a real redis-server of its own, which the test stops and starts
 again: the limit counts while Redis answers; while Redis is unavailable it is not enforced
 (requests pass, each counted in mps_caller_rate_limit_unenforced_total), as
-service.rate_limits documents; once Redis is back it applies again."""
+service.core.rate_limits documents; once Redis is back it applies again."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from prometheus_client import REGISTRY
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from service.callers import Caller
-from service.errors import RateLimited
-from service.rate_limits import CallerRateLimits
-from service.store import BookingStore
+from service.core.rate_limits import CallerRateLimits
+from service.domain.callers import Caller
+from service.foundation.errors import RateLimited
+from service.storage.store import BookingStore
 
 pytestmark = pytest.mark.integration
 

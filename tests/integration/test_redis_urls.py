@@ -14,11 +14,12 @@ import pytest
 import redis
 from redis.cluster import key_slot
 
-from service import quota, redis_client, store
 from service.config import ConfigError, Settings, parse_redis_url
-from service.quota import MonthlyCounters, counter_key, legacy_counter_key
-from service.record import BookingRecord, Status
-from service.store import BookingStore, key, legacy_key, waiting_key, wake_key
+from service.core import quota
+from service.core.quota import MonthlyCounters, counter_key, legacy_counter_key
+from service.domain.record import BookingRecord, Status
+from service.storage import redis_client, store
+from service.storage.store import BookingStore, key, legacy_key, waiting_key, wake_key
 from tests.support.redis_topologies import Cluster, TlsRedis
 
 pytestmark = pytest.mark.integration
@@ -274,7 +275,7 @@ def test_quota_counts_and_the_usage_gauges_read_every_primary(cluster, cluster_s
 
 
 def test_an_unreachable_cluster_is_a_store_outage_not_a_failed_start():
-    from service.errors import StoreUnavailable
+    from service.foundation.errors import StoreUnavailable
 
     target = parse_redis_url("redis+cluster://127.0.0.1:1")
     unreachable = BookingStore(lambda: redis_client.build(target, 0.2), ttl_seconds=60, lock_ttl=5)

@@ -1,4 +1,4 @@
-"""service.store against a real redis-server."""
+"""service.storage.store against a real redis-server."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from graph_emulator.meeting_builder import new_meeting
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from service import record_format
-from service.errors import StoreUnavailable
-from service.record import FORMAT_VERSION, BookingRecord, Status
-from service.store import BookingStore, key, legacy_key
+from service.domain import record_format
+from service.domain.record import FORMAT_VERSION, BookingRecord, Status
+from service.foundation.errors import StoreUnavailable
+from service.storage.store import BookingStore, key, legacy_key
 
 pytestmark = pytest.mark.integration
 

@@ -62,7 +62,7 @@ from cryptography.x509.oid import NameOID
 from graph_emulator.clouds import DEFAULT_AUDIENCE
 from local_stack.emulator import EmulatorProcess
 
-from service.http import PinnedSession
+from service.foundation.pinned_session import PinnedSession
 
 FEDERATED_AUDIENCE = "api://AzureADTokenExchange"
 ADMIN_TIMEOUT = 10.0

@@ -15,8 +15,8 @@ from typing import Any
 
 import requests
 
-from service.booking import external_id
 from service.config import DEFAULT_EXTERNAL_ID_NAMESPACE
+from service.domain.booking import external_id
 from tests.support.emulator import EmulatorHandle
 from tests.support.stack import Client
 

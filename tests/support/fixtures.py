@@ -20,7 +20,7 @@ from local_stack.api_server import service_environment
 from local_stack.clients import Caller, write_clients_file
 from local_stack.redis_server import RedisServer
 
-from service.store import BookingStore
+from service.storage.store import BookingStore
 from tests.support.emulator import EmulatorHandle, EmulatorSetup, default_config, start_emulator
 from tests.support.stack import Client, ServiceProcess
 

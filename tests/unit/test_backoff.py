@@ -4,7 +4,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from service.backoff import Budget, parse_retry_after
+from service.foundation.backoff import Budget, parse_retry_after
 
 pytestmark = pytest.mark.unit
 

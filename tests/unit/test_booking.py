@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from service.booking import (
+from service.domain.booking import (
     Attendee,
     BookingRequest,
     differing_fields,

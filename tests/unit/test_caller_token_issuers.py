@@ -9,8 +9,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from service.caller_tokens import CallerTokens, Unauthenticated
-from service.clouds import CLOUDS
+from service.foundation.clouds import CLOUDS
+from service.identity.caller_tokens import CallerTokens, Unauthenticated
 
 pytestmark = pytest.mark.unit
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from service.callers import CallerRegistryError, authenticate, by_app_id, load_callers
+from service.domain.callers import CallerRegistryError, authenticate, by_app_id, load_callers
 
 pytestmark = pytest.mark.unit
 

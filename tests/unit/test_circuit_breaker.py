@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from service.breaker import CircuitBreaker, CircuitOpen, State
+from service.graph.breaker import CircuitBreaker, CircuitOpen, State
 
 pytestmark = pytest.mark.unit
 

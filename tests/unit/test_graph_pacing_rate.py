@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from service.config import RATE_LIMIT_SPARE, send_interval
-from service.graph_pacing import gate_key, pace_key
+from service.graph.pacing import gate_key, pace_key
 
 pytestmark = pytest.mark.unit
 

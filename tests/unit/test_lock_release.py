@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from service import booking_lock
-from service.booking_lock import LaterReleases
-from service.errors import StoreUnavailable
+from service.foundation.errors import StoreUnavailable
+from service.storage import booking_lock
+from service.storage.booking_lock import LaterReleases
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from redis.cluster import key_slot
 
-from service.store import (
+from service.storage.store import (
     BLOCK_ANSWER_MARGIN,
     BLOCK_OVERSHOOT,
     BookingStore,

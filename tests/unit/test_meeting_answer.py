@@ -1,4 +1,4 @@
-"""A meeting answer is the record's own bytes (service.record `answer`), not Flask's
+"""A meeting answer is the record's own bytes (service.domain.record `answer`), not Flask's
 serialisation of MeetingSchema's dump: the two must be byte for byte the same."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from flask import Flask, jsonify
 
-from service.record import BookingRecord
-from service.schemas import MeetingSchema
+from service.domain.record import BookingRecord
+from service.web.schemas import MeetingSchema
 
 pytestmark = pytest.mark.unit
 

@@ -14,9 +14,10 @@ from marshmallow import ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from service import errors, observability, problems
+from service.foundation import errors
 from service.openapi import REQUEST_ID_PATTERN, generate
-from service.schemas import (
+from service.web import observability, problems
+from service.web.schemas import (
     BOOKING_ID,
     RFC3339,
     RFC3339_PATTERN,
@@ -245,7 +246,7 @@ PROBLEMS = [
     errors.GraphRejected("d", **GRAPH),
     errors.GraphAccessDenied("d", **{**GRAPH, "graph_status": 403, "code": "Forbidden"}),
     errors.GraphUnexpected("d", **{**GRAPH, "graph_status": 401}),
-    # As service/graph.py raises them: circuit open, budget spent, no answer in time.
+    # As service/graph/client.py raises them: circuit open, budget spent, no answer in time.
     errors.GraphUnavailable(
         "d", retry_after=1.5, extensions={"reason": "circuit_open", "clientRequestId": "c"}
     ),

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from marshmallow import ValidationError
 
-from service import options
-from service.booking import BookingRequest, MeetingChange, differing_fields
-from service.callers import CallerRegistryError, load_callers
-from service.problems import flatten_messages
-from service.record import FORMAT_VERSION, BookingRecord
-from service.schemas import BookingSchema, MeetingChangeSchema
+from service.domain import options
+from service.domain.booking import BookingRequest, MeetingChange, differing_fields
+from service.domain.callers import CallerRegistryError, load_callers
+from service.domain.record import FORMAT_VERSION, BookingRecord
+from service.web.problems import flatten_messages
+from service.web.schemas import BookingSchema, MeetingChangeSchema
 from tests.support.contract import document
 
 pytestmark = pytest.mark.unit

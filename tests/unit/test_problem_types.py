@@ -1,4 +1,4 @@
-"""One table of problem types: the classes in service.errors. The app, gunicorn's own
+"""One table of problem types: the classes in service.foundation.errors. The app, gunicorn's own
 answers, the proxy's and the README all use those slugs and titles."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from service import errors, gunicorn_errors, problems
+from service.foundation import errors
+from service.web import gunicorn_errors, problems
 
 pytestmark = pytest.mark.unit
 

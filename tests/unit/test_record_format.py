@@ -1,4 +1,4 @@
-"""service.record_format: format 3's envelope and the preset dictionaries it depends on."""
+"""service.domain.record_format: format 3's envelope and the preset dictionaries it depends on."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from service import record_format
-from service.record import FORMAT_VERSION, BookingRecord
+from service.domain import record_format
+from service.domain.record import FORMAT_VERSION, BookingRecord
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""mps_redis_up is written only when it changes (service.metrics.report_redis), and still
+"""mps_redis_up is written only when it changes (service.foundation.metrics.report_redis), and still
 follows every change."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
-from service import metrics
+from service.foundation import metrics
 
 pytestmark = pytest.mark.unit
 

@@ -1,8 +1,8 @@
 import pytest
 from marshmallow import ValidationError
 
-from service.problems import flatten_messages
-from service.schemas import BookingSchema
+from service.web.problems import flatten_messages
+from service.web.schemas import BookingSchema
 
 pytestmark = pytest.mark.unit
 

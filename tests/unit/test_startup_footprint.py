@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 
 from service.openapi import ServedDocument, generate
-from service.routes import register_api
+from service.web.routes import register_api
 
 pytestmark = pytest.mark.unit
 
@@ -35,7 +35,7 @@ print(json.dumps([name for name in {TOKEN_LIBRARIES!r} if name in sys.modules]))
 CALLER_TOKENS = f"""
 import json, sys
 import requests
-from service.caller_tokens import CallerTokens, SigningKeys
+from service.identity.caller_tokens import CallerTokens, SigningKeys
 CallerTokens(
     keys=SigningKeys("https://login.example", requests.Session(), 1.0),
     authority_host="https://login.example",

@@ -1,0 +1,1 @@
+"""Entra ID: the app's own tokens for Graph (MSAL) and the callers' tokens (PyJWT)."""
