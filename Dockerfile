@@ -25,10 +25,10 @@ FROM python:3.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     UV_PYTHON_DOWNLOADS=never
 WORKDIR /src
-COPY pyproject.toml uv.lock README.md ./
+COPY pyproject.toml uv.lock uv-requirements.txt README.md ./
 COPY service ./service
-# uv: pyproject.toml's [tool.uv] required-version (uv refuses any other; a test compares).
-RUN pip install --no-cache-dir uv==0.13.10 \
+# uv itself, hash-checked: the version pyproject.toml requires (uv-requirements.txt).
+RUN pip install --no-cache-dir --require-hashes -r uv-requirements.txt \
     && uv export --frozen --no-default-groups --no-emit-workspace --format requirements-txt --output-file /wheels/requirements.txt \
     && pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r /wheels/requirements.txt \
     && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .

@@ -11,9 +11,9 @@ BIN := $(VENV)/bin
 # runtime, the emulator (./emulator, a workspace member) and the groups of
 # pyproject.toml's [dependency-groups]. Each target installs exactly the groups it needs
 # from it; nothing here resolves versions by itself (`uv sync --locked`), only `make lock`
-# and `make upgrade` do. uv itself lives in its own venv, pinned by pyproject.toml's
-# [tool.uv] required-version (uv refuses to run as any other version).
-UV_VERSION := $(shell sed -n 's/^required-version = "==\(.*\)"/\1/p' pyproject.toml)
+# and `make upgrade` do. uv itself lives in its own venv, installed hash-checked from
+# uv-requirements.txt, the version pyproject.toml's [tool.uv] required-version names (uv
+# refuses to run as any other).
 UV_HOME := .venv-uv
 UV := $(UV_HOME)/bin/uv
 RUN_GROUPS := --group emulator
@@ -22,9 +22,10 @@ BENCH_GROUPS := --group test --group bench
 TOOLS_GROUPS := --only-group deploy-tools
 LOCK_MISMATCH := uv.lock is missing or does not match pyproject.toml: run "make lock", then commit uv.lock with pyproject.toml
 
-$(UV):
+$(UV): uv-requirements.txt
 	$(PYTHON) -m venv $(UV_HOME)
-	$(UV_HOME)/bin/pip install --quiet --disable-pip-version-check 'uv==$(UV_VERSION)'
+	$(UV_HOME)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r $<
+	touch $@
 
 # Fails, saying what to do, when the lock is gone or pyproject.toml has changed since it
 # was made: the install targets never re-resolve on their own.

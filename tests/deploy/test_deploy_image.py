@@ -240,9 +240,7 @@ def test_dockerfile_shape():
     assert not {"--group", "--all-groups", "--only-group"} & set(export), export
     assert "pip wheel --no-cache-dir --require-hashes" in builds
     assert "--require-hashes -r /wheels/requirements.txt" in runs
-    required = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["uv"]
-    [pinned] = re.findall(r"pip install --no-cache-dir uv(==\S+)", builds)
-    assert pinned == required["required-version"], (pinned, required["required-version"])
+    assert "pip install --no-cache-dir --require-hashes -r uv-requirements.txt" in builds
     [user] = final.all("USER")
     uid = re.search(r"useradd [^&]*--uid (\d+)", runs).group(1)
     gid = re.search(r"groupadd [^&]*--gid (\d+)", runs).group(1)
@@ -256,9 +254,22 @@ def test_dockerfile_shape():
     assert final.env()["PROMETHEUS_MULTIPROC_DIR"].startswith("/tmp/")
 
 
+def test_uv_is_pinned_once_with_hashes():
+    """make and the image install uv from uv-requirements.txt, hash-checked; it must name the
+    version pyproject.toml requires (uv refuses to run as another)."""
+    required = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["uv"]
+    text = (REPO / "uv-requirements.txt").read_text()
+    [pinned] = re.findall(r"^uv(==\S+) \\$", text, re.M)
+    assert pinned == required["required-version"], (pinned, required["required-version"])
+    assert len(re.findall(r"--hash=sha256:[0-9a-f]{64}", text)) >= 1
+    makefile = (REPO / "Makefile").read_text()
+    assert "--require-hashes -r $<" in makefile and "$(UV): uv-requirements.txt" in makefile
+
+
 def test_dockerignore_keeps_only_what_the_build_copies():
     patterns = dockerignore()
-    for kept in ("pyproject.toml", "README.md", "service/app.py", "service/domain/record.py"):
+    kept_files = ("pyproject.toml", "README.md", "uv.lock", "uv-requirements.txt")
+    for kept in (*kept_files, "service/app.py", "service/domain/record.py"):
         assert not ignored(kept, patterns), kept
     for dropped in (
         ".venv/bin/python",
