@@ -74,10 +74,11 @@ Parse = Callable[[str, str], T]
 class Variable(Generic[T]):
     """One environment variable, declared once.
 
-    `default` is written as an operator would write the value, and goes through `parse`
-    like any other text, so it obeys the same rules. A blank value counts as unset; "" as
-    the default means there is none, and `parse` then gives the variable's empty value
-    (None, (), {}), or a value that depends on other variables is passed in when reading.
+    `default` is written as an operator would write the value and goes through `parse`
+    like any other text, so it obeys the same rules. A blank value counts as unset. A
+    default of "" means none: `parse` then gives the variable's empty value (None, (), {}),
+    unless the reader passes a default that depends on other variables (the cloud's hosts,
+    the app's tenant).
     """
 
     name: str
@@ -295,12 +296,17 @@ AZURE_TENANT_ID = Variable(
 AZURE_CLIENT_ID = Variable(
     "AZURE_CLIENT_ID", "", _optional(_guid), "the app registration's client ID", required=True
 )
-AZURE_CLIENT_SECRET = Variable("AZURE_CLIENT_SECRET", "", _optional(_text), "client secret")
+AZURE_CLIENT_SECRET = Variable(
+    "AZURE_CLIENT_SECRET", "", _optional(_text), "the app's client secret"
+)
 AZURE_CLIENT_CERTIFICATE_PATH = Variable(
     "AZURE_CLIENT_CERTIFICATE_PATH", "", _file, "PEM file with the private key and certificate"
 )
 AZURE_FEDERATED_TOKEN_FILE = Variable(
-    "AZURE_FEDERATED_TOKEN_FILE", "", _file, "federated token (Workload Identity), re-read"
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "",
+    _file,
+    "federated token (Workload Identity), re-read on each use",
 )
 
 # The cloud, Entra ID and Graph.
@@ -311,15 +317,20 @@ GRAPH_CLOUD = Variable(
     "the national cloud: default authority host, Graph root and token scope",
 )
 AZURE_AUTHORITY_HOST = Variable(
-    "AZURE_AUTHORITY_HOST", "", _optional(_https_url), "Entra ID", default_doc="per cloud"
+    "AZURE_AUTHORITY_HOST", "", _optional(_https_url), "Entra ID's host", default_doc="per cloud"
 )
 GRAPH_BASE_URL = Variable(
-    "GRAPH_BASE_URL", "", _optional(_https_url), "Graph, no version", default_doc="per cloud"
+    "GRAPH_BASE_URL", "", _optional(_https_url), "Graph's root, no version", default_doc="per cloud"
 )
 GRAPH_API_VERSION = Variable(
-    "GRAPH_API_VERSION", "v1.0", _one_of(API_VERSIONS, listed="v1.0 or beta"), "or beta"
+    "GRAPH_API_VERSION",
+    "v1.0",
+    _one_of(API_VERSIONS, listed="v1.0 or beta"),
+    "beta: global cloud only",
 )
-GRAPH_CA_BUNDLE = Variable("GRAPH_CA_BUNDLE", "", _file, "PEM bundle for Entra ID and Graph")
+GRAPH_CA_BUNDLE = Variable(
+    "GRAPH_CA_BUNDLE", "", _file, "PEM bundle trusted for Entra ID and Graph"
+)
 
 # Redis.
 REDIS_URL = Variable(
@@ -330,13 +341,17 @@ REDIS_URL = Variable(
     "redis+sentinel://host:26379/mymaster",
     required=True,
 )
-REDIS_CA_BUNDLE = Variable("REDIS_CA_BUNDLE", "", _file, "PEM bundle for Redis over TLS")
-REDIS_CLIENT_CERT = Variable("REDIS_CLIENT_CERT", "", _file, "PEM client certificate (mTLS)")
-REDIS_CLIENT_KEY = Variable("REDIS_CLIENT_KEY", "", _file, "its private key")
+REDIS_CA_BUNDLE = Variable("REDIS_CA_BUNDLE", "", _file, "PEM bundle trusted for Redis")
+REDIS_CLIENT_CERT = Variable("REDIS_CLIENT_CERT", "", _file, "PEM client certificate, mutual TLS")
+REDIS_CLIENT_KEY = Variable("REDIS_CLIENT_KEY", "", _file, "REDIS_CLIENT_CERT's private key")
 
 # Callers and bookings.
 CLIENTS_FILE = Variable(
-    "CLIENTS_FILE", "", _optional(_callers_file), "the JSON file that defines callers", True
+    "CLIENTS_FILE",
+    "",
+    _optional(_callers_file),
+    "the JSON file that defines callers",
+    required=True,
 )
 EXTERNAL_ID_NAMESPACE = Variable(
     "EXTERNAL_ID_NAMESPACE",
@@ -348,7 +363,7 @@ EXTERNAL_ID_NAMESPACE = Variable(
     default_doc="see above",
 )
 BOOKING_TTL_SECONDS = Variable(
-    "BOOKING_TTL_SECONDS", "2592000", _truncated(_positive_seconds), "booking kept (30 days)"
+    "BOOKING_TTL_SECONDS", "2592000", _truncated(_positive_seconds), "how long a booking is kept"
 )
 MAX_BODY_BYTES = Variable(
     "MAX_BODY_BYTES", "65536", _truncated(_positive_seconds), "larger bodies get 413"
@@ -358,33 +373,43 @@ MAX_BODY_BYTES = Variable(
 # worst case (wait for another request's lock, then make our own token and Graph calls)
 # must end before gunicorn kills the worker.
 GRAPH_CONNECT_TIMEOUT = Variable(
-    "GRAPH_CONNECT_TIMEOUT", "3.05", _positive_seconds, "per Graph attempt"
+    "GRAPH_CONNECT_TIMEOUT", "3.05", _positive_seconds, "connect timeout of a Graph attempt"
 )
-GRAPH_READ_TIMEOUT = Variable("GRAPH_READ_TIMEOUT", "10", _positive_seconds, "per Graph attempt")
+GRAPH_READ_TIMEOUT = Variable(
+    "GRAPH_READ_TIMEOUT", "10", _positive_seconds, "read timeout of a Graph attempt"
+)
 GRAPH_BUDGET_SECONDS = Variable(
-    "GRAPH_BUDGET_SECONDS", "20", _positive_seconds, "one Graph call with its retries"
+    "GRAPH_BUDGET_SECONDS", "20", _positive_seconds, "time for one Graph call with its retries"
 )
 TOKEN_TIMEOUT_SECONDS = Variable(
     "TOKEN_TIMEOUT_SECONDS", "5", _positive_seconds, "read timeout of a token request"
 )
 SINGLE_FLIGHT_WAIT_SECONDS = Variable(
-    "SINGLE_FLIGHT_WAIT_SECONDS", "25", _positive_seconds, "a repeat waits for the first"
+    "SINGLE_FLIGHT_WAIT_SECONDS", "25", _positive_seconds, "a concurrent repeat waits this long"
 )
-LOCK_TTL_SECONDS = Variable("LOCK_TTL_SECONDS", "35", _positive_seconds, "a booking's lock")
+LOCK_TTL_SECONDS = Variable("LOCK_TTL_SECONDS", "35", _positive_seconds, "life of a booking's lock")
 REDIS_TIMEOUT_SECONDS = Variable(
     "REDIS_TIMEOUT_SECONDS", "0.5", _positive_seconds, "Redis connect and command timeout"
 )
-GUNICORN_TIMEOUT = Variable("GUNICORN_TIMEOUT", "60", _positive_seconds, "worker timeout")
+GUNICORN_TIMEOUT = Variable(
+    "GUNICORN_TIMEOUT", "60", _positive_seconds, "gunicorn's worker timeout"
+)
 GUNICORN_GRACEFUL_TIMEOUT = Variable(
-    "GUNICORN_GRACEFUL_TIMEOUT", "30", _positive_seconds, "drain time on SIGTERM"
+    "GUNICORN_GRACEFUL_TIMEOUT", "30", _positive_seconds, "drain time for requests on SIGTERM"
 )
 
 # Graph's circuit and pace, organizers, cancelling.
 GRAPH_CIRCUIT_FAILURES = Variable(
-    "GRAPH_CIRCUIT_FAILURES", "5", _count, "consecutive failed Graph calls that open it; 0: off"
+    "GRAPH_CIRCUIT_FAILURES",
+    "5",
+    _count,
+    "failed Graph calls in a row that open the circuit; 0: off",
 )
 GRAPH_CIRCUIT_COOLDOWN_SECONDS = Variable(
-    "GRAPH_CIRCUIT_COOLDOWN_SECONDS", "15", _positive_seconds, "open, before one probe"
+    "GRAPH_CIRCUIT_COOLDOWN_SECONDS",
+    "15",
+    _positive_seconds,
+    "an open circuit's wait before a probe",
 )
 GRAPH_RATE_LIMIT = Variable(
     "GRAPH_RATE_LIMIT",
@@ -394,18 +419,18 @@ GRAPH_RATE_LIMIT = Variable(
     default_doc="— (unpaced)",
 )
 ORGANIZER_MONTHLY_LIMIT = Variable(
-    "ORGANIZER_MONTHLY_LIMIT", "2000", _count, "meetings per organizer and month; 0: off"
+    "ORGANIZER_MONTHLY_LIMIT", "2000", _count, "meetings per organizer per UTC month; 0: off"
 )
 ORGANIZER_POOLS_FILE = Variable(
-    "ORGANIZER_POOLS_FILE", "", _pools_file, "JSON of the pools for organizerPool"
+    "ORGANIZER_POOLS_FILE", "", _pools_file, "JSON file of the pools for organizerPool"
 )
 CANCEL_CLOSES_LOBBY = Variable(
-    "CANCEL_CLOSES_LOBBY", "true", _flag, "before a cancel's DELETE, close the lobby"
+    "CANCEL_CLOSES_LOBBY", "true", _flag, "before a cancel's DELETE, close lobby and presenters"
 )
 
 # How callers authenticate, and their rate limit.
 CALLER_AUTH = Variable(
-    "CALLER_AUTH", "keys", _one_of(CALLER_AUTH_MODES, normalise=str.lower), "or entra, both"
+    "CALLER_AUTH", "keys", _one_of(CALLER_AUTH_MODES, normalise=str.lower), "keys, entra or both"
 )
 CALLER_TOKEN_AUDIENCE = Variable(
     "CALLER_TOKEN_AUDIENCE",
@@ -415,7 +440,11 @@ CALLER_TOKEN_AUDIENCE = Variable(
     default_doc="— (required with `entra`/`both`)",
 )
 CALLER_TENANTS = Variable(
-    "CALLER_TENANTS", "", _tenants, "whose tokens are accepted", default_doc="`AZURE_TENANT_ID`"
+    "CALLER_TENANTS",
+    "",
+    _tenants,
+    "tenants whose tokens are accepted",
+    default_doc="`AZURE_TENANT_ID`",
 )
 CALLER_APP_ROLE = Variable(
     "CALLER_APP_ROLE", "Meetings.Provision", _text, "the app role callers' tokens carry"
@@ -430,7 +459,7 @@ DEFAULT_CALLER_RATE_LIMIT = Variable(
 
 # How the process is served (ServerSettings), besides the timeouts above.
 GUNICORN_WORKERS = Variable("GUNICORN_WORKERS", "2", _at_least_one, "gunicorn processes")
-GUNICORN_THREADS = Variable("GUNICORN_THREADS", "8", _at_least_one, "threads of each")
+GUNICORN_THREADS = Variable("GUNICORN_THREADS", "8", _at_least_one, "threads per process")
 PRE_STOP_DELAY_SECONDS = Variable(
     "PRE_STOP_DELAY_SECONDS",
     "0",
@@ -439,13 +468,13 @@ PRE_STOP_DELAY_SECONDS = Variable(
 )
 GUNICORN_BIND = Variable("GUNICORN_BIND", "0.0.0.0:8080", _text, "listen address")
 PROMETHEUS_MULTIPROC_DIR = Variable(
-    "PROMETHEUS_MULTIPROC_DIR", "", _optional(_path), "the workers' metrics; wiped at start"
+    "PROMETHEUS_MULTIPROC_DIR", "", _optional(_path), "the workers' metrics files; wiped at start"
 )
 LOG_LEVEL = Variable(
-    "LOG_LEVEL", "INFO", _one_of(LOG_LEVELS, normalise=str.upper), "of the JSON log lines"
+    "LOG_LEVEL", "INFO", _one_of(LOG_LEVELS, normalise=str.upper), "level of the JSON log lines"
 )
 
-# Every variable above, in the order declared: the names the service reads.
+# Every variable above, in the order declared (collected, so none can be left out).
 VARIABLES: tuple[Variable[Any], ...] = tuple(
     value for value in dict(globals()).values() if isinstance(value, Variable)
 )
