@@ -1,5 +1,10 @@
 """Settings, read from the environment once and checked all at once.
 
+Each environment variable is declared once below (`Variable`): its name, its default as an
+operator would write it, the parser that turns its text into a value (or into problems)
+and what it means. `Settings.from_env` and `ServerSettings.from_env` read those
+declarations; the README's configuration table is checked against them by a test.
+
 Every problem is collected before failing, so an operator fixing a deployment sees the
 whole list in one start-up error instead of one problem per restart.
 """
@@ -12,17 +17,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import unquote
 
 from service.domain.callers import Caller, CallerRegistryError, load_callers, parse_rate_limit
 from service.foundation.clouds import CLOUDS, Cloud
 
 T = TypeVar("T")
-
-# The default namespace under which externalIds are derived (see README, "Idempotency").
-# Changing it changes every externalId, which would create new meetings for old bookings.
-DEFAULT_EXTERNAL_ID_NAMESPACE = uuid.UUID("6f1c1d0e-3a51-4f0c-9d7e-4b1f6f0d2a11")
+N = TypeVar("N", int, float)
 
 API_VERSIONS = ("v1.0", "beta")
 
@@ -42,7 +44,6 @@ DEFAULT_PORTS: dict[Topology, int] = {"single": 6379, "cluster": 6379, "sentinel
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # How callers authenticate: API keys from CLIENTS_FILE, Entra ID access tokens, or either.
 CALLER_AUTH_MODES = ("keys", "entra", "both")
-DEFAULT_CALLER_APP_ROLE = "Meetings.Provision"
 
 
 class ConfigError(Exception):
@@ -53,6 +54,439 @@ class ConfigError(Exception):
         super().__init__(
             "invalid configuration:\n" + "\n".join(f"  - {problem}" for problem in problems)
         )
+
+
+class Invalid(ValueError):
+    """A variable's text that gives no usable value; `problems` are the sentences reported,
+    each naming the variable."""
+
+    def __init__(self, *problems: str) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(problems))
+
+
+# How a variable's text becomes its value: parse(name, text), raising Invalid. The text is
+# never blank unless the variable has no default; then "" means unset.
+Parse = Callable[[str, str], T]
+
+
+@dataclass(frozen=True)
+class Variable(Generic[T]):
+    """One environment variable, declared once.
+
+    `default` is written as an operator would write the value and goes through `parse`
+    like any other text, so it obeys the same rules. A blank value counts as unset. A
+    default of "" means none: `parse` then gives the variable's empty value (None, (), {}),
+    unless the reader passes a default that depends on other variables (the cloud's hosts,
+    the app's tenant).
+    """
+
+    name: str
+    default: str
+    parse: Parse[T]
+    doc: str
+    # Unset, a required variable is reported as "NAME is required: `doc`".
+    required: bool = False
+    # The README's default column, when it is not `default` itself ("per cloud").
+    default_doc: str = ""
+
+
+# --- parsers ---------------------------------------------------------------------------
+
+
+def _text(name: str, text: str) -> str:
+    return text
+
+
+def _path(name: str, text: str) -> Path:
+    return Path(text)
+
+
+def _optional(parse: Parse[T]) -> Parse[T | None]:
+    """`parse`, with None for a blank (unset) value."""
+
+    def optional(name: str, text: str) -> T | None:
+        return parse(name, text) if text else None
+
+    return optional
+
+
+def _converted(coerce: Callable[[str], T], expected: str) -> Parse[T]:
+    def converted(name: str, text: str) -> T:
+        try:
+            return coerce(text)
+        except ValueError:
+            raise Invalid(f"{name}={text!r} is not {expected}") from None
+
+    return converted
+
+
+def _refusing(parse: Parse[N], refused: Callable[[N], bool], rule: str) -> Parse[N]:
+    """`parse`, with the values for which `refused` is true reported as "NAME `rule`"."""
+
+    def checked(name: str, text: str) -> N:
+        value = parse(name, text)
+        if refused(value):
+            raise Invalid(f"{name} {rule}")
+        return value
+
+    return checked
+
+
+def _truncated(parse: Parse[float]) -> Parse[int]:
+    """`parse`'s number without its fraction: a count of bytes or seconds kept as an int."""
+
+    def truncated(name: str, text: str) -> int:
+        return int(parse(name, text))
+
+    return truncated
+
+
+def _choice(choices: Mapping[str, T], listed: str, normalise: Callable[[str], str]) -> Parse[T]:
+    def choice(name: str, text: str) -> T:
+        key = normalise(text)
+        if key not in choices:
+            raise Invalid(f"{name}={key!r} is not {listed}")
+        return choices[key]
+
+    return choice
+
+
+def _one_of(
+    names: tuple[str, ...], listed: str = "", normalise: Callable[[str], str] = str
+) -> Parse[str]:
+    listed = listed or f"one of {', '.join(names)}"
+    return _choice({name: name for name in names}, listed, normalise)
+
+
+def _flag(name: str, text: str) -> bool:
+    if text.lower() in ("true", "1", "yes", "on"):
+        return True
+    if text.lower() in ("false", "0", "no", "off"):
+        return False
+    raise Invalid(f"{name}={text!r} is not true or false")
+
+
+_seconds = _converted(float, "a number of seconds")
+_positive_seconds = _refusing(_seconds, lambda value: value <= 0, "must be greater than 0")
+_whole_number = _converted(int, "a whole number")
+
+
+def _guid(name: str, text: str) -> str:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        raise Invalid(f"{name}={text!r} is not a GUID") from None
+    return text.lower()
+
+
+def _https_url(name: str, text: str) -> str:
+    value = text.rstrip("/")
+    if not value.startswith("https://"):
+        # MSAL refuses non-https authorities, and Graph is only served over TLS.
+        raise Invalid(f"{name}={value!r} must be an https:// URL")
+    return value
+
+
+def _readable_file(name: str, text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise Invalid(f"{name}={text!r} is not a readable file")
+    return path
+
+
+def _callers_file(name: str, text: str) -> Mapping[str, Caller]:
+    try:
+        return load_callers(_readable_file(name, text))
+    except CallerRegistryError as error:
+        raise Invalid(*(f"{name}: {problem}" for problem in error.problems)) from None
+
+
+def _pools_file(name: str, text: str) -> Mapping[str, tuple[str, ...]]:
+    """{"pools": {"<name>": ["<organizer object id>", ...]}}; none without a file."""
+    if not text:
+        return {}
+    path = _readable_file(name, text)
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise Invalid(f"{name}: not readable JSON ({error})") from None
+    found = document.get("pools") if isinstance(document, dict) else None
+    if not isinstance(found, dict) or not found:
+        raise Invalid(f'{name}: expected {{"pools": {{"<name>": ["<guid>", ...]}}}}')
+    pools: dict[str, tuple[str, ...]] = {}
+    problems = []
+    for pool, members in found.items():
+        if not isinstance(members, list) or not members:
+            problems.append(f"{name}: pool {pool!r} needs a non-empty list of GUIDs")
+            continue
+        try:
+            pools[pool] = tuple(str(uuid.UUID(str(member))) for member in members)
+        except ValueError:
+            problems.append(f"{name}: pool {pool!r} has a member that is not a GUID")
+    if problems:
+        raise Invalid(*problems)
+    return pools
+
+
+def _redis_target(name: str, text: str) -> RedisTarget:
+    try:
+        return parse_redis_url(text)
+    except RedisUrlError as error:
+        # Never the URL itself: it may hold the password.
+        raise Invalid(f"{name} {error}") from None
+
+
+def _comma_separated(name: str, text: str) -> tuple[str, ...]:
+    return tuple(item for item in (item.strip() for item in text.split(",")) if item)
+
+
+def _tenants(name: str, text: str) -> tuple[str, ...]:
+    tenants, problems = [], []
+    for tenant in text.split(","):
+        tenant = tenant.strip().lower()
+        if not tenant:
+            continue
+        try:
+            uuid.UUID(tenant)
+        except ValueError:
+            problems.append(f"{name}: {tenant!r} is not a tenant id (a GUID)")
+            continue
+        tenants.append(tenant)
+    if problems:
+        raise Invalid(*problems)
+    return tuple(tenants)
+
+
+def _rate_limit(example: str) -> Parse[str]:
+    """A rate limit in the limits library's syntax (service.domain.callers.parse_rate_limit),
+    kept as written."""
+
+    def rate_limit(name: str, text: str) -> str:
+        try:
+            parse_rate_limit(text)
+        except ValueError:
+            raise Invalid(
+                f"{name}={text!r} is not one limit such as {example!r} "
+                "(the limits library's syntax)"
+            ) from None
+        return text
+
+    return rate_limit
+
+
+def _graph_rate_limit(name: str, text: str) -> str:
+    text = _rate_limit("95/second")(name, text)
+    if parse_rate_limit(text).amount < 1:
+        raise Invalid(f"{name}={text!r} must allow at least one call")
+    return text
+
+
+# --- the variables -----------------------------------------------------------------------
+# Grouped by what they configure. The README's configuration table says more on each.
+
+_count = _refusing(_whole_number, lambda value: value < 0, "must be 0 or more")
+_at_least_one = _refusing(_whole_number, lambda value: value < 1, "must be 1 or more")
+_file = _optional(_readable_file)
+
+# The app's identity in Entra ID: exactly one of the three credentials.
+AZURE_TENANT_ID = Variable(
+    "AZURE_TENANT_ID", "", _optional(_guid), "the Entra tenant (directory) ID", required=True
+)
+AZURE_CLIENT_ID = Variable(
+    "AZURE_CLIENT_ID", "", _optional(_guid), "the app registration's client ID", required=True
+)
+AZURE_CLIENT_SECRET = Variable(
+    "AZURE_CLIENT_SECRET", "", _optional(_text), "the app's client secret"
+)
+AZURE_CLIENT_CERTIFICATE_PATH = Variable(
+    "AZURE_CLIENT_CERTIFICATE_PATH", "", _file, "PEM file with the private key and certificate"
+)
+AZURE_FEDERATED_TOKEN_FILE = Variable(
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "",
+    _file,
+    "federated token (Workload Identity), re-read on each use",
+)
+
+# The cloud, Entra ID and Graph.
+GRAPH_CLOUD = Variable(
+    "GRAPH_CLOUD",
+    "global",
+    _choice(CLOUDS, f"one of {', '.join(CLOUDS)}", str.lower),
+    "the national cloud: default authority host, Graph root and token scope",
+)
+AZURE_AUTHORITY_HOST = Variable(
+    "AZURE_AUTHORITY_HOST", "", _optional(_https_url), "Entra ID's host", default_doc="per cloud"
+)
+GRAPH_BASE_URL = Variable(
+    "GRAPH_BASE_URL", "", _optional(_https_url), "Graph's root, no version", default_doc="per cloud"
+)
+GRAPH_API_VERSION = Variable(
+    "GRAPH_API_VERSION",
+    "v1.0",
+    _one_of(API_VERSIONS, listed="v1.0 or beta"),
+    "beta: global cloud only",
+)
+GRAPH_CA_BUNDLE = Variable(
+    "GRAPH_CA_BUNDLE", "", _file, "PEM bundle trusted for Entra ID and Graph"
+)
+
+# Redis.
+REDIS_URL = Variable(
+    "REDIS_URL",
+    "",
+    _optional(_redis_target),
+    "e.g. redis://127.0.0.1:6379/0, rediss+cluster://host:6380 or "
+    "redis+sentinel://host:26379/mymaster",
+    required=True,
+)
+REDIS_CA_BUNDLE = Variable("REDIS_CA_BUNDLE", "", _file, "PEM bundle trusted for Redis")
+REDIS_CLIENT_CERT = Variable("REDIS_CLIENT_CERT", "", _file, "PEM client certificate, mutual TLS")
+REDIS_CLIENT_KEY = Variable("REDIS_CLIENT_KEY", "", _file, "REDIS_CLIENT_CERT's private key")
+
+# Callers and bookings.
+CLIENTS_FILE = Variable(
+    "CLIENTS_FILE",
+    "",
+    _optional(_callers_file),
+    "the JSON file that defines callers",
+    required=True,
+)
+EXTERNAL_ID_NAMESPACE = Variable(
+    "EXTERNAL_ID_NAMESPACE",
+    # See the README, "Idempotency". Changing it changes every externalId, which would
+    # create new meetings for old bookings.
+    "6f1c1d0e-3a51-4f0c-9d7e-4b1f6f0d2a11",
+    _converted(uuid.UUID, "a UUID"),
+    "UUID namespace of the externalId formula",
+    default_doc="see above",
+)
+BOOKING_TTL_SECONDS = Variable(
+    "BOOKING_TTL_SECONDS", "2592000", _truncated(_positive_seconds), "how long a booking is kept"
+)
+MAX_BODY_BYTES = Variable(
+    "MAX_BODY_BYTES", "65536", _truncated(_positive_seconds), "larger bodies get 413"
+)
+
+# Time budgets, in seconds. Their ordering is checked (_Reader.check_ordering): a request's
+# worst case (wait for another request's lock, then make our own token and Graph calls)
+# must end before gunicorn kills the worker.
+GRAPH_CONNECT_TIMEOUT = Variable(
+    "GRAPH_CONNECT_TIMEOUT", "3.05", _positive_seconds, "connect timeout of a Graph attempt"
+)
+GRAPH_READ_TIMEOUT = Variable(
+    "GRAPH_READ_TIMEOUT", "10", _positive_seconds, "read timeout of a Graph attempt"
+)
+GRAPH_BUDGET_SECONDS = Variable(
+    "GRAPH_BUDGET_SECONDS", "20", _positive_seconds, "time for one Graph call with its retries"
+)
+TOKEN_TIMEOUT_SECONDS = Variable(
+    "TOKEN_TIMEOUT_SECONDS", "5", _positive_seconds, "read timeout of a token request"
+)
+SINGLE_FLIGHT_WAIT_SECONDS = Variable(
+    "SINGLE_FLIGHT_WAIT_SECONDS", "25", _positive_seconds, "a concurrent repeat waits this long"
+)
+LOCK_TTL_SECONDS = Variable("LOCK_TTL_SECONDS", "35", _positive_seconds, "life of a booking's lock")
+REDIS_TIMEOUT_SECONDS = Variable(
+    "REDIS_TIMEOUT_SECONDS", "0.5", _positive_seconds, "Redis connect and command timeout"
+)
+GUNICORN_TIMEOUT = Variable(
+    "GUNICORN_TIMEOUT", "60", _positive_seconds, "gunicorn's worker timeout"
+)
+GUNICORN_GRACEFUL_TIMEOUT = Variable(
+    "GUNICORN_GRACEFUL_TIMEOUT", "30", _positive_seconds, "drain time for requests on SIGTERM"
+)
+
+# Graph's circuit and pace, organizers, cancelling.
+GRAPH_CIRCUIT_FAILURES = Variable(
+    "GRAPH_CIRCUIT_FAILURES",
+    "5",
+    _count,
+    "failed Graph calls in a row that open the circuit; 0: off",
+)
+GRAPH_CIRCUIT_COOLDOWN_SECONDS = Variable(
+    "GRAPH_CIRCUIT_COOLDOWN_SECONDS",
+    "15",
+    _positive_seconds,
+    "an open circuit's wait before a probe",
+)
+GRAPH_RATE_LIMIT = Variable(
+    "GRAPH_RATE_LIMIT",
+    "",
+    _optional(_graph_rate_limit),
+    "the rate Graph admits this app's calls at, e.g. 100/second",
+    default_doc="— (unpaced)",
+)
+ORGANIZER_MONTHLY_LIMIT = Variable(
+    "ORGANIZER_MONTHLY_LIMIT", "2000", _count, "meetings per organizer per UTC month; 0: off"
+)
+ORGANIZER_POOLS_FILE = Variable(
+    "ORGANIZER_POOLS_FILE", "", _pools_file, "JSON file of the pools for organizerPool"
+)
+CANCEL_CLOSES_LOBBY = Variable(
+    "CANCEL_CLOSES_LOBBY", "true", _flag, "before a cancel's DELETE, close lobby and presenters"
+)
+
+# How callers authenticate, and their rate limit.
+CALLER_AUTH = Variable(
+    "CALLER_AUTH", "keys", _one_of(CALLER_AUTH_MODES, normalise=str.lower), "keys, entra or both"
+)
+CALLER_TOKEN_AUDIENCE = Variable(
+    "CALLER_TOKEN_AUDIENCE",
+    "",
+    _comma_separated,
+    "the callers' tokens' aud: app ID URI and/or client id",
+    default_doc="— (required with `entra`/`both`)",
+)
+CALLER_TENANTS = Variable(
+    "CALLER_TENANTS",
+    "",
+    _tenants,
+    "tenants whose tokens are accepted",
+    default_doc="`AZURE_TENANT_ID`",
+)
+CALLER_APP_ROLE = Variable(
+    "CALLER_APP_ROLE", "Meetings.Provision", _text, "the app role callers' tokens carry"
+)
+DEFAULT_CALLER_RATE_LIMIT = Variable(
+    "DEFAULT_CALLER_RATE_LIMIT",
+    "",
+    _optional(_rate_limit("120/minute")),
+    "each caller's rate limit unless its entry has rateLimit",
+    default_doc="— (unlimited)",
+)
+
+# How the process is served (ServerSettings), besides the timeouts above.
+GUNICORN_WORKERS = Variable("GUNICORN_WORKERS", "2", _at_least_one, "gunicorn processes")
+GUNICORN_THREADS = Variable("GUNICORN_THREADS", "8", _at_least_one, "threads per process")
+PRE_STOP_DELAY_SECONDS = Variable(
+    "PRE_STOP_DELAY_SECONDS",
+    "0",
+    _refusing(_seconds, lambda value: value < 0, "must be 0 or more"),
+    "after SIGTERM, serve this long with /readyz 503",
+)
+GUNICORN_BIND = Variable("GUNICORN_BIND", "0.0.0.0:8080", _text, "listen address")
+PROMETHEUS_MULTIPROC_DIR = Variable(
+    "PROMETHEUS_MULTIPROC_DIR", "", _optional(_path), "the workers' metrics files; wiped at start"
+)
+LOG_LEVEL = Variable(
+    "LOG_LEVEL", "INFO", _one_of(LOG_LEVELS, normalise=str.upper), "level of the JSON log lines"
+)
+
+# Every variable above, in the order declared (collected, so none can be left out).
+VARIABLES: tuple[Variable[Any], ...] = tuple(
+    value for value in dict(globals()).values() if isinstance(value, Variable)
+)
+
+# The namespace under which externalIds are derived when EXTERNAL_ID_NAMESPACE is unset.
+DEFAULT_EXTERNAL_ID_NAMESPACE = uuid.UUID(EXTERNAL_ID_NAMESPACE.default)
+
+
+def variable_names() -> frozenset[str]:
+    """Every environment variable the service reads (the README's configuration table
+    lists the same names; a test compares them)."""
+    return frozenset(variable.name for variable in VARIABLES)
 
 
 @dataclass(frozen=True)
@@ -170,16 +604,16 @@ class ServerSettings:
     builds the full Settings, which hold the same object read by the same rules.
     """
 
-    bind: str = "0.0.0.0:8080"
-    workers: int = 2
-    threads: int = 8
-    worker_timeout: float = 60.0
-    graceful_timeout: float = 30.0
+    bind: str
+    workers: int
+    threads: int
+    worker_timeout: float
+    graceful_timeout: float
     # Seconds between SIGTERM and closing the listening socket, while /readyz answers 503.
-    pre_stop_delay: float = 0.0
-    log_level: str = "INFO"
+    pre_stop_delay: float
+    log_level: str
     # Where prometheus-client's multiprocess mode keeps the workers' values.
-    metrics_dir: Path | None = None
+    metrics_dir: Path | None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:
@@ -208,6 +642,9 @@ def send_interval(rate_limit: str) -> float:
 
 @dataclass(frozen=True)
 class Settings:
+    """Everything the service reads from the environment; each field's variable, default
+    and rules are declared above (`Variable`)."""
+
     tenant_id: str
     client_id: str
     credential: Credential
@@ -219,38 +656,36 @@ class Settings:
     redis_url: str
     callers: Mapping[str, Caller]
     redis: RedisTarget
-    external_id_namespace: uuid.UUID = DEFAULT_EXTERNAL_ID_NAMESPACE
-    booking_ttl_seconds: int = 30 * 24 * 3600
-    max_body_bytes: int = 64 * 1024
-    # Time budgets, in seconds. Their ordering is checked below: a request's worst case
-    # (wait for another request's lock, then make our own token and Graph calls) must end
-    # before gunicorn kills the worker.
-    graph_connect_timeout: float = 3.05
-    graph_read_timeout: float = 10.0
-    graph_budget: float = 20.0
-    token_timeout: float = 5.0
-    single_flight_wait: float = 25.0
-    lock_ttl: float = 35.0
-    redis_timeout: float = 0.5
+    external_id_namespace: uuid.UUID
+    booking_ttl_seconds: int
+    max_body_bytes: int
+    # Time budgets, in seconds (their ordering is checked: _Reader.check_ordering).
+    graph_connect_timeout: float
+    graph_read_timeout: float
+    graph_budget: float
+    token_timeout: float
+    single_flight_wait: float
+    lock_ttl: float
+    redis_timeout: float
     # Consecutive Graph failures (5xx, timeouts, unreachable) that open the circuit; 0 = off.
-    graph_circuit_failures: int = 5
-    graph_circuit_cooldown: float = 15.0
+    graph_circuit_failures: int
+    graph_circuit_cooldown: float
     # Graph allows 2,000 meetings per organizer per month; refuse (429) at this many.
-    organizer_monthly_limit: int = 2000
-    organizer_pools: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    organizer_monthly_limit: int
+    organizer_pools: Mapping[str, tuple[str, ...]]
     # Before a cancel's DELETE, PATCH the lobby and presenters to the organizer alone.
-    cancel_closes_lobby: bool = True
-    server: ServerSettings = field(default_factory=ServerSettings)
+    cancel_closes_lobby: bool
+    server: ServerSettings
     # Callers' Entra ID access tokens (CALLER_AUTH entra or both).
-    caller_auth: str = "keys"
-    caller_token_audiences: tuple[str, ...] = ()
-    caller_tenants: tuple[str, ...] = ()
-    caller_app_role: str = DEFAULT_CALLER_APP_ROLE
+    caller_auth: str
+    caller_token_audiences: tuple[str, ...]
+    caller_tenants: tuple[str, ...]
+    caller_app_role: str
     # Every caller's rate limit unless its entry has `rateLimit`; None: no limit.
-    default_caller_rate_limit: str | None = None
+    default_caller_rate_limit: str | None
     # The rate Graph admits this app's calls at; all workers and replicas together send a
     # little under it (send_interval, service.graph.pacing). None: unpaced.
-    graph_rate_limit: str | None = None
+    graph_rate_limit: str | None
 
     @property
     def graph_send_interval(self) -> float | None:
@@ -284,133 +719,61 @@ class Settings:
         return _Reader(os.environ if env is None else env).settings()
 
 
-def variable_names() -> frozenset[str]:
-    """Every environment variable the service reads (the README's configuration table
-    lists the same names; a test compares them)."""
-    reader = _Reader({})
-    try:
-        reader.settings()
-    except ConfigError:
-        pass  # an empty environment is invalid; only the names looked at matter here
-    return frozenset(reader.names)
-
-
 class _Reader:
-    """Reads and converts each variable, remembering every problem instead of stopping."""
+    """Reads the declared variables, remembering every problem instead of stopping, and
+    checks the rules between variables. The order of the reads is the order of the
+    problems in the error."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
         self.problems: list[str] = []
-        self.names: set[str] = set()  # every variable looked at (see variable_names)
 
-    def raw(self, name: str) -> str | None:
-        self.names.add(name)
-        value = self.env.get(name, "").strip()
-        return value or None
+    def text(self, variable: Variable[Any]) -> str:
+        """The variable's text as set; "" when unset or blank."""
+        return self.env.get(variable.name, "").strip()
 
-    def required(self, name: str, hint: str) -> str:
-        value = self.raw(name)
-        if value is None:
-            self.problems.append(f"{name} is required: {hint}")
-            return ""
-        return value
-
-    def convert(self, name: str, default: T, coerce: Callable[[str], T], expected: str) -> T:
-        value = self.raw(name)
-        if value is None:
-            return default
+    def read(self, variable: Variable[T], default: str = "") -> T:
+        """The variable's value: from its text, else from `default` (one that depends on
+        other variables), else from its declared default. A problem is noted and the
+        declared default's value used instead, so the later checks can go on."""
+        text = self.text(variable)
+        if not text and variable.required:
+            self.problems.append(f"{variable.name} is required: {variable.doc}")
         try:
-            return coerce(value)
-        except ValueError:
-            self.problems.append(f"{name}={value!r} is not {expected}")
-            return default
-
-    def flag(self, name: str, default: bool) -> bool:
-        value = self.raw(name)
-        if value is None:
-            return default
-        if value.lower() in ("true", "1", "yes", "on"):
-            return True
-        if value.lower() in ("false", "0", "no", "off"):
-            return False
-        self.problems.append(f"{name}={value!r} is not true or false")
-        return default
-
-    def positive(self, name: str, default: float) -> float:
-        value = self.convert(name, default, float, "a number of seconds")
-        if value <= 0:
-            self.problems.append(f"{name} must be greater than 0")
-            return default
-        return value
-
-    def count(self, name: str, default: int) -> int:
-        value = self.convert(name, default, int, "a whole number")
-        if value < 0:
-            self.problems.append(f"{name} must be 0 or more")
-            return default
-        return value
-
-    def whole(self, name: str, default: int) -> int:
-        value = self.convert(name, default, int, "a whole number")
-        if value < 1:
-            self.problems.append(f"{name} must be 1 or more")
-            return default
-        return value
+            return variable.parse(variable.name, text or default or variable.default)
+        except Invalid as invalid:
+            self.problems.extend(invalid.problems)
+            return variable.parse(variable.name, variable.default)
 
     def server(self) -> ServerSettings:
-        defaults = ServerSettings()
-        level = (self.raw("LOG_LEVEL") or defaults.log_level).upper()
-        if level not in LOG_LEVELS:
-            self.problems.append(f"LOG_LEVEL={level!r} is not one of {', '.join(LOG_LEVELS)}")
-            level = defaults.log_level
-        pre_stop_delay = self.convert(
-            "PRE_STOP_DELAY_SECONDS", defaults.pre_stop_delay, float, "a number of seconds"
-        )
-        if pre_stop_delay < 0:
-            self.problems.append("PRE_STOP_DELAY_SECONDS must be 0 or more")
-            pre_stop_delay = defaults.pre_stop_delay
-        metrics_dir = self.raw("PROMETHEUS_MULTIPROC_DIR")
+        log_level = self.read(LOG_LEVEL)
+        pre_stop_delay = self.read(PRE_STOP_DELAY_SECONDS)
+        metrics_dir = self.read(PROMETHEUS_MULTIPROC_DIR)
         return ServerSettings(
-            bind=self.raw("GUNICORN_BIND") or defaults.bind,
-            workers=self.whole("GUNICORN_WORKERS", defaults.workers),
-            threads=self.whole("GUNICORN_THREADS", defaults.threads),
-            worker_timeout=self.positive("GUNICORN_TIMEOUT", defaults.worker_timeout),
-            graceful_timeout=self.positive("GUNICORN_GRACEFUL_TIMEOUT", defaults.graceful_timeout),
+            bind=self.read(GUNICORN_BIND),
+            workers=self.read(GUNICORN_WORKERS),
+            threads=self.read(GUNICORN_THREADS),
+            worker_timeout=self.read(GUNICORN_TIMEOUT),
+            graceful_timeout=self.read(GUNICORN_GRACEFUL_TIMEOUT),
             pre_stop_delay=pre_stop_delay,
-            log_level=level,
-            metrics_dir=Path(metrics_dir) if metrics_dir else None,
+            log_level=log_level,
+            metrics_dir=metrics_dir,
         )
-
-    def guid(self, name: str, hint: str) -> str:
-        value = self.required(name, hint)
-        if value:
-            try:
-                uuid.UUID(value)
-            except ValueError:
-                self.problems.append(f"{name}={value!r} is not a GUID")
-        return value.lower()
-
-    def url(self, name: str, default: str) -> str:
-        value = (self.raw(name) or default).rstrip("/")
-        if not value.startswith("https://"):
-            # MSAL refuses non-https authorities, and Graph is only served over TLS.
-            self.problems.append(f"{name}={value!r} must be an https:// URL")
-        return value
-
-    def existing_file(self, name: str) -> Path | None:
-        value = self.raw(name)
-        if value is None:
-            return None
-        path = Path(value)
-        if not path.is_file():
-            self.problems.append(f"{name}={value!r} is not a readable file")
-        return path
 
     def credential(self) -> Credential:
-        secret = self.raw("AZURE_CLIENT_SECRET")
-        certificate = self.existing_file("AZURE_CLIENT_CERTIFICATE_PATH")
-        federated = self.existing_file("AZURE_FEDERATED_TOKEN_FILE")
-        given = [v for v in (secret, certificate, federated) if v is not None]
+        secret = self.read(AZURE_CLIENT_SECRET)
+        certificate = self.read(AZURE_CLIENT_CERTIFICATE_PATH)
+        federated = self.read(AZURE_FEDERATED_TOKEN_FILE)
+        # What counts is what is set: a file that is not readable is reported on its own.
+        given = [
+            variable
+            for variable in (
+                AZURE_CLIENT_SECRET,
+                AZURE_CLIENT_CERTIFICATE_PATH,
+                AZURE_FEDERATED_TOKEN_FILE,
+            )
+            if self.text(variable)
+        ]
         if len(given) != 1:
             self.problems.append(
                 "set exactly one of AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH "
@@ -424,121 +787,67 @@ class _Reader:
         return Credential(federated_token_file=federated)
 
     def redis(self) -> RedisTarget:
-        url = self.required(
-            "REDIS_URL",
-            "e.g. redis://127.0.0.1:6379/0, rediss+cluster://host:6380 or "
-            "redis+sentinel://host:26379/mymaster",
-        )
-        ca_bundle = self.existing_file("REDIS_CA_BUNDLE")
-        client_cert = self.existing_file("REDIS_CLIENT_CERT")
-        client_key = self.existing_file("REDIS_CLIENT_KEY")
-        if (client_cert is None) != (client_key is None):
+        target = self.read(REDIS_URL)
+        tls_files = (REDIS_CA_BUNDLE, REDIS_CLIENT_CERT, REDIS_CLIENT_KEY)
+        ca_bundle, client_cert, client_key = (self.read(variable) for variable in tls_files)
+        if bool(self.text(REDIS_CLIENT_CERT)) != bool(self.text(REDIS_CLIENT_KEY)):
             self.problems.append("set both REDIS_CLIENT_CERT and REDIS_CLIENT_KEY, or neither")
-        try:
-            target = parse_redis_url(url) if url else RedisTarget("single", False, url)
-        except RedisUrlError as error:
-            # Never the URL itself: it may hold the password.
-            self.problems.append(f"REDIS_URL {error}")
-            return RedisTarget("single", False, url)
-        if not target.tls and (ca_bundle or client_cert or client_key):
+        if target is None:  # reported: unset, or invalid (then the TLS check is moot)
+            if self.text(REDIS_URL):
+                return RedisTarget("single", False, "")
+            target = RedisTarget("single", False, "")
+        if not target.tls and any(self.text(variable) for variable in tls_files):
             self.problems.append(
                 "REDIS_CA_BUNDLE, REDIS_CLIENT_CERT and REDIS_CLIENT_KEY need a TLS REDIS_URL "
                 "(rediss://, rediss+cluster:// or rediss+sentinel://)"
             )
         return replace(target, ca_bundle=ca_bundle, client_cert=client_cert, client_key=client_key)
 
-    def pools(self) -> dict[str, tuple[str, ...]]:
-        """ORGANIZER_POOLS_FILE: {"pools": {"<name>": ["<organizer object id>", ...]}}."""
-        path = self.existing_file("ORGANIZER_POOLS_FILE")
-        if path is None or not path.is_file():
-            return {}
-        name = "ORGANIZER_POOLS_FILE"
-        try:
-            document = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
-            self.problems.append(f"{name}: not readable JSON ({error})")
-            return {}
-        found = document.get("pools") if isinstance(document, dict) else None
-        if not isinstance(found, dict) or not found:
-            self.problems.append(f'{name}: expected {{"pools": {{"<name>": ["<guid>", ...]}}}}')
-            return {}
-        pools: dict[str, tuple[str, ...]] = {}
-        for pool, members in found.items():
-            if not isinstance(members, list) or not members:
-                self.problems.append(f"{name}: pool {pool!r} needs a non-empty list of GUIDs")
-                continue
-            try:
-                pools[pool] = tuple(str(uuid.UUID(str(member))) for member in members)
-            except ValueError:
-                self.problems.append(f"{name}: pool {pool!r} has a member that is not a GUID")
-        return pools
-
     def settings(self) -> Settings:
-        cloud_name = (self.raw("GRAPH_CLOUD") or "global").lower()
-        cloud = CLOUDS.get(cloud_name)
-        if cloud is None:
-            self.problems.append(f"GRAPH_CLOUD={cloud_name!r} is not one of {', '.join(CLOUDS)}")
-            cloud = CLOUDS["global"]
-        api_version = self.raw("GRAPH_API_VERSION") or "v1.0"
-        if api_version not in API_VERSIONS:
-            self.problems.append(f"GRAPH_API_VERSION={api_version!r} is not v1.0 or beta")
-        elif api_version == "beta" and not cloud.beta:
+        cloud = self.read(GRAPH_CLOUD)
+        api_version = self.read(GRAPH_API_VERSION)
+        if api_version == "beta" and not cloud.beta:
             self.problems.append(
                 f"GRAPH_API_VERSION=beta is not available in the {cloud.name} cloud "
                 "(createOrGet beta is global-only)"
             )
-
-        callers: Mapping[str, Caller] = {}
-        clients_file = self.existing_file("CLIENTS_FILE")
-        if self.raw("CLIENTS_FILE") is None:
-            self.problems.append("CLIENTS_FILE is required: the JSON file that defines callers")
-        elif clients_file is not None and clients_file.is_file():
-            try:
-                callers = load_callers(clients_file)
-            except CallerRegistryError as error:
-                self.problems.extend(f"CLIENTS_FILE: {problem}" for problem in error.problems)
-
+        callers = self.read(CLIENTS_FILE) or {}
         redis = self.redis()
         settings = Settings(
-            tenant_id=self.guid("AZURE_TENANT_ID", "the Entra tenant (directory) ID"),
-            client_id=self.guid("AZURE_CLIENT_ID", "the app registration's client ID"),
+            tenant_id=self.read(AZURE_TENANT_ID) or "",
+            client_id=self.read(AZURE_CLIENT_ID) or "",
             credential=self.credential(),
             cloud=cloud,
-            authority_host=self.url("AZURE_AUTHORITY_HOST", cloud.authority_host),
-            graph_base_url=self.url("GRAPH_BASE_URL", cloud.graph_root),
+            authority_host=self.read(AZURE_AUTHORITY_HOST, cloud.authority_host) or "",
+            graph_base_url=self.read(GRAPH_BASE_URL, cloud.graph_root) or "",
             graph_api_version=api_version,
-            graph_ca_bundle=self.existing_file("GRAPH_CA_BUNDLE"),
+            graph_ca_bundle=self.read(GRAPH_CA_BUNDLE),
             redis_url=redis.url,
             callers=callers,
             redis=redis,
-            external_id_namespace=self.convert(
-                "EXTERNAL_ID_NAMESPACE", DEFAULT_EXTERNAL_ID_NAMESPACE, uuid.UUID, "a UUID"
-            ),
-            booking_ttl_seconds=int(self.positive("BOOKING_TTL_SECONDS", 30 * 24 * 3600)),
-            max_body_bytes=int(self.positive("MAX_BODY_BYTES", 64 * 1024)),
-            graph_connect_timeout=self.positive("GRAPH_CONNECT_TIMEOUT", 3.05),
-            graph_read_timeout=self.positive("GRAPH_READ_TIMEOUT", 10.0),
-            graph_budget=self.positive("GRAPH_BUDGET_SECONDS", 20.0),
-            token_timeout=self.positive("TOKEN_TIMEOUT_SECONDS", 5.0),
-            single_flight_wait=self.positive("SINGLE_FLIGHT_WAIT_SECONDS", 25.0),
-            lock_ttl=self.positive("LOCK_TTL_SECONDS", 35.0),
-            redis_timeout=self.positive("REDIS_TIMEOUT_SECONDS", 0.5),
-            graph_circuit_failures=self.count("GRAPH_CIRCUIT_FAILURES", 5),
-            graph_circuit_cooldown=self.positive("GRAPH_CIRCUIT_COOLDOWN_SECONDS", 15.0),
-            organizer_monthly_limit=self.count("ORGANIZER_MONTHLY_LIMIT", 2000),
-            organizer_pools=self.pools(),
-            cancel_closes_lobby=self.flag("CANCEL_CLOSES_LOBBY", True),
-            graph_rate_limit=self.graph_rate_limit(),
+            external_id_namespace=self.read(EXTERNAL_ID_NAMESPACE),
+            booking_ttl_seconds=self.read(BOOKING_TTL_SECONDS),
+            max_body_bytes=self.read(MAX_BODY_BYTES),
+            graph_connect_timeout=self.read(GRAPH_CONNECT_TIMEOUT),
+            graph_read_timeout=self.read(GRAPH_READ_TIMEOUT),
+            graph_budget=self.read(GRAPH_BUDGET_SECONDS),
+            token_timeout=self.read(TOKEN_TIMEOUT_SECONDS),
+            single_flight_wait=self.read(SINGLE_FLIGHT_WAIT_SECONDS),
+            lock_ttl=self.read(LOCK_TTL_SECONDS),
+            redis_timeout=self.read(REDIS_TIMEOUT_SECONDS),
+            graph_circuit_failures=self.read(GRAPH_CIRCUIT_FAILURES),
+            graph_circuit_cooldown=self.read(GRAPH_CIRCUIT_COOLDOWN_SECONDS),
+            organizer_monthly_limit=self.read(ORGANIZER_MONTHLY_LIMIT),
+            organizer_pools=self.read(ORGANIZER_POOLS_FILE),
+            cancel_closes_lobby=self.read(CANCEL_CLOSES_LOBBY),
+            graph_rate_limit=self.read(GRAPH_RATE_LIMIT),
             server=self.server(),
-        )
-        mode, audiences, tenants, role, rate_limit = self.caller_auth(settings.tenant_id)
-        settings = replace(
-            settings,
-            caller_auth=mode,
-            caller_token_audiences=audiences,
-            caller_tenants=tenants,
-            caller_app_role=role,
-            default_caller_rate_limit=rate_limit,
+            caller_auth=(caller_auth := self.read(CALLER_AUTH)),
+            caller_token_audiences=self.audiences(caller_auth),
+            # Unset, the app's own tenant, checked by the same rules.
+            caller_tenants=self.read(CALLER_TENANTS, self.text(AZURE_TENANT_ID)),
+            caller_app_role=self.read(CALLER_APP_ROLE),
+            default_caller_rate_limit=self.read(DEFAULT_CALLER_RATE_LIMIT),
         )
         if settings.caller_auth == "entra" and not any(c.app_id for c in callers.values()):
             self.problems.append("CALLER_AUTH=entra, but no CLIENTS_FILE entry has an appId")
@@ -547,57 +856,15 @@ class _Reader:
             raise ConfigError(self.problems)
         return settings
 
-    def caller_auth(
-        self, tenant_id: str
-    ) -> tuple[str, tuple[str, ...], tuple[str, ...], str, str | None]:
-        mode = (self.raw("CALLER_AUTH") or "keys").lower()
-        if mode not in CALLER_AUTH_MODES:
-            self.problems.append(f"CALLER_AUTH={mode!r} is not one of keys, entra, both")
-            mode = "keys"
-        audiences = tuple(a.strip() for a in (self.raw("CALLER_TOKEN_AUDIENCE") or "").split(","))
-        audiences = tuple(a for a in audiences if a)
-        if mode != "keys" and not audiences:
+    def audiences(self, caller_auth: str) -> tuple[str, ...]:
+        audiences = self.read(CALLER_TOKEN_AUDIENCE)
+        if caller_auth != "keys" and not audiences:
             self.problems.append(
-                f"CALLER_TOKEN_AUDIENCE is required with CALLER_AUTH={mode}: the service's "
-                "app ID URI (api://...) or client id, as the callers' tokens carry it in aud"
+                f"CALLER_TOKEN_AUDIENCE is required with CALLER_AUTH={caller_auth}: the "
+                "service's app ID URI (api://...) or client id, as the callers' tokens carry "
+                "it in aud"
             )
-        tenants = []
-        for tenant in (self.raw("CALLER_TENANTS") or tenant_id).split(","):
-            tenant = tenant.strip().lower()
-            if not tenant:
-                continue
-            try:
-                uuid.UUID(tenant)
-            except ValueError:
-                self.problems.append(f"CALLER_TENANTS: {tenant!r} is not a tenant id (a GUID)")
-                continue
-            tenants.append(tenant)
-        role = self.raw("CALLER_APP_ROLE") or DEFAULT_CALLER_APP_ROLE
-        rate_limit = self.rate_limit("DEFAULT_CALLER_RATE_LIMIT", "120/minute")
-        return mode, audiences, tuple(tenants), role, rate_limit
-
-    def graph_rate_limit(self) -> str | None:
-        text = self.rate_limit("GRAPH_RATE_LIMIT", "95/second")
-        if text is not None and parse_rate_limit(text).amount < 1:
-            self.problems.append(f"GRAPH_RATE_LIMIT={text!r} must allow at least one call")
-            return None
-        return text
-
-    def rate_limit(self, name: str, example: str) -> str | None:
-        """A rate limit in the limits library's syntax (service.domain.callers.parse_rate_limit),
-        kept as written; None when unset or invalid (then a problem is reported)."""
-        text = self.raw(name)
-        if text is None:
-            return None
-        try:
-            parse_rate_limit(text)
-        except ValueError:
-            self.problems.append(
-                f"{name}={text!r} is not one limit such as {example!r} "
-                "(the limits library's syntax)"
-            )
-            return None
-        return text
+        return audiences
 
     def check_ordering(self, s: Settings) -> None:
         one_call = s.token_timeout + s.graph_budget

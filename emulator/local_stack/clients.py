@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service import config
+
 # The service's own app registration as the emulator's `callerApi` knows it, and the app
 # role a caller's app needs (the service's default CALLER_APP_ROLE).
 CALLER_API_URI = "api://meeting-provisioning"
-CALLER_APP_ROLE = "Meetings.Provision"
+CALLER_APP_ROLE = config.CALLER_APP_ROLE.default
 
 
 @dataclass

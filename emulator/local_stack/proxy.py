@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from local_stack.processes import StackError
-from service.config import ServerSettings, Settings
+from service.config import MAX_BODY_BYTES, ServerSettings
 
 # The proxy's one configuration, shared with the tests and the pod (deploy/base/proxy/).
 REPO = Path(__file__).resolve().parents[2]
@@ -56,13 +56,13 @@ def proxy_values(
     state_dir: Path, listen: str, upstream: str, env: Mapping[str, str], **overrides: str
 ) -> dict[str, str]:
     """Values for the template outside the pod: proxy.env's, the service's settings from
-    `env` (or their defaults), and where to listen, proxy to and keep state."""
-    defaults = {name: str(f.default) for name, f in Settings.__dataclass_fields__.items()}
+    `env` (or their defaults, as service.config declares them), and where to listen, proxy
+    to and keep state."""
     return {
         **read_env_file(PROXY_SETTINGS),
         # nginx takes whole seconds; gunicorn_conf.py rounds the same way.
         "GUNICORN_TIMEOUT": str(int(ServerSettings.from_env(env).worker_timeout)),
-        "MAX_BODY_BYTES": env.get("MAX_BODY_BYTES", defaults["max_body_bytes"]),
+        MAX_BODY_BYTES.name: env.get(MAX_BODY_BYTES.name, MAX_BODY_BYTES.default),
         "PROXY_LISTEN": listen,
         "PROXY_STATE_DIR": str(state_dir.resolve()),
         "GUNICORN_BIND": upstream,

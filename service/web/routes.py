@@ -12,6 +12,7 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 
+from service.config import CALLER_APP_ROLE
 from service.web import booking_api as api
 from service.web import operations_api as ops
 from service.web import problems
@@ -42,7 +43,7 @@ API_CONFIG: dict[str, Any] = {
                     "bearerFormat": "JWT",
                     "description": "An Entra ID access token of the calling app (client "
                     "credentials, scope `<CALLER_TOKEN_AUDIENCE>/.default`), carrying the app "
-                    "role CALLER_APP_ROLE (default `Meetings.Provision`): `Authorization: "
+                    f"role CALLER_APP_ROLE (default `{CALLER_APP_ROLE.default}`): `Authorization: "
                     "Bearer <token>`. Accepted when CALLER_AUTH is `entra` or `both`.",
                 },
             },

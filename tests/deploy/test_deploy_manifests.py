@@ -22,7 +22,7 @@ from local_stack.proxy import (
     render_proxy_config,
 )
 
-from service.config import Settings
+from service.config import MAX_BODY_BYTES, Settings
 from tests.deploy.tooling import (
     DEPLOY,
     OVERLAYS,
@@ -514,7 +514,7 @@ def test_only_the_proxy_reaches_gunicorn_and_both_agree_on_limits(overlay):
     # The body limit and the request budget: the same values for the service and nginx.
     for name in ("MAX_BODY_BYTES", "GUNICORN_TIMEOUT"):
         assert proxy_env[name] == env[name]
-    assert int(env["MAX_BODY_BYTES"]) == Settings.__dataclass_fields__["max_body_bytes"].default
+    assert int(env["MAX_BODY_BYTES"]) == int(MAX_BODY_BYTES.default)
     assert re.fullmatch(r"\d+", env["GUNICORN_TIMEOUT"]), "nginx takes whole seconds"
     annotations = find(docs, "Deployment", APP)["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(http["containerPort"])

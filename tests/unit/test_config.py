@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from service import config
 from service.config import ConfigError, Settings, variable_names
 
 pytestmark = pytest.mark.unit
@@ -173,16 +174,46 @@ def test_an_unknown_log_level_is_refused(env):
         Settings.from_env({**env, "LOG_LEVEL": "loud"})
 
 
-def test_the_readme_lists_exactly_the_variables_the_service_reads():
+def readme_configuration_rows() -> list[tuple[list[str], str]]:
+    """(the variables a row names, its default column) of the README's configuration table."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
-    documented = {
-        name
-        for line in section.splitlines()
-        if line.startswith("| `")
-        for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1])
-    }
+    return [
+        (re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[1]), cells[2].strip())
+        for cells in (line.split("|") for line in section.splitlines() if line.startswith("| `"))
+    ]
+
+
+def test_the_readme_lists_exactly_the_variables_the_service_reads():
+    documented = {name for names, _ in readme_configuration_rows() for name in names}
     assert documented == variable_names()
+
+
+def shown_default(variable: config.Variable[object]) -> str:
+    """The README's default column for one declared variable."""
+    if variable.default_doc:
+        return variable.default_doc
+    if variable.required:
+        return "required"
+    return f"`{variable.default}`" if variable.default else "—"
+
+
+def test_the_readme_shows_the_declared_defaults():
+    """A row naming several variables shows their defaults joined by " / ", or one when
+    they are the same ("`2` / `8`", "—")."""
+    declared = {variable.name: shown_default(variable) for variable in config.VARIABLES}
+    for names, shown in readme_configuration_rows():
+        assert shown == " / ".join(dict.fromkeys(declared[name] for name in names)), names
+
+
+def test_each_declaration_is_named_after_its_variable():
+    declared = {
+        name: value for name, value in vars(config).items() if isinstance(value, config.Variable)
+    }
+    assert {name: variable.name for name, variable in declared.items()} == {
+        name: name for name in declared
+    }
+    assert tuple(declared.values()) == config.VARIABLES
 
 
 # --- callers' Entra tokens and rate limits -------------------------------------------------
