@@ -23,14 +23,14 @@ from service.domain.callers import Caller
 from service.wiring import Services
 from tests.support.emulator import EmulatorHandle, EmulatorSetup
 
-# Short, and still in the order config checks (LOCK_TTL_SECONDS > TOKEN_TIMEOUT_SECONDS +
-# GRAPH_BUDGET_SECONDS). The circuit is off: a fault injected by one test must not open it
-# for the next.
+# Short enough that a test waits seconds at most, long enough for a busy machine; in the
+# order config checks (LOCK_TTL_SECONDS > TOKEN_TIMEOUT_SECONDS + GRAPH_BUDGET_SECONDS).
+# The circuit is off: a fault injected by one test must not open it for the next.
 CORE_SETTINGS = {
-    "TOKEN_TIMEOUT_SECONDS": "1",
-    "GRAPH_BUDGET_SECONDS": "2",
-    "GRAPH_READ_TIMEOUT": "1.5",
-    "LOCK_TTL_SECONDS": "3.5",
+    "TOKEN_TIMEOUT_SECONDS": "2",
+    "GRAPH_BUDGET_SECONDS": "4",
+    "GRAPH_READ_TIMEOUT": "3",
+    "LOCK_TTL_SECONDS": "7",
     "SINGLE_FLIGHT_WAIT_SECONDS": "3",
     "GRAPH_CIRCUIT_FAILURES": "0",
 }
@@ -133,8 +133,9 @@ OPTIONS_TO_PATCH = {"allowMeetingChat": "disabled"}
 @pytest.fixture
 def inside_options_patch(emulator: EmulatorHandle) -> Callable[[str], None]:
     """`inside_options_patch(external_id)` returns once Graph has answered that
-    externalId's createOrGet: its requester holds the booking's lock and, asking for
-    OPTIONS_TO_PATCH, is now sending the PATCH (slowed by a latency fault of the test's)."""
+    externalId's createOrGet: its requester holds the booking's lock (taken before the
+    createOrGet, kept until the record is stored) and, asking for OPTIONS_TO_PATCH, sends the
+    PATCH next; a latency fault of the test's keeps that PATCH slow."""
 
     def wait(ext_id: str) -> None:
         wait_until(
