@@ -12,6 +12,7 @@ whole list in one start-up error instead of one problem per restart.
 from __future__ import annotations
 
 import json
+import math
 import os
 import uuid
 from collections.abc import Callable, Mapping
@@ -167,8 +168,20 @@ def _flag(name: str, text: str) -> bool:
     raise Invalid(f"{name}={text!r} is not true or false")
 
 
-_seconds = _converted(float, "a number of seconds")
+def _finite(text: str) -> float:
+    """A float that is a real number: "inf" and "nan" parse as floats but are no duration
+    (nan compares false with everything, so no bound would catch it later)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+_seconds = _converted(_finite, "a number of seconds")
 _positive_seconds = _refusing(_seconds, lambda value: value <= 0, "must be greater than 0")
+_positive_bytes = _refusing(
+    _converted(_finite, "a number of bytes"), lambda value: value <= 0, "must be greater than 0"
+)
 _whole_number = _converted(int, "a whole number")
 
 
@@ -366,7 +379,7 @@ BOOKING_TTL_SECONDS = Variable(
     "BOOKING_TTL_SECONDS", "2592000", _truncated(_positive_seconds), "how long a booking is kept"
 )
 MAX_BODY_BYTES = Variable(
-    "MAX_BODY_BYTES", "65536", _truncated(_positive_seconds), "larger bodies get 413"
+    "MAX_BODY_BYTES", "65536", _truncated(_positive_bytes), "larger bodies get 413"
 )
 
 # Time budgets, in seconds. Their ordering is checked (_Reader.check_ordering): a request's

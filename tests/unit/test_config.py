@@ -146,6 +146,20 @@ def test_circuit_threshold_must_be_a_count(env, value):
     assert "GRAPH_CIRCUIT_FAILURES" in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    "name", ["BOOKING_TTL_SECONDS", "GRAPH_BUDGET_SECONDS", "LOCK_TTL_SECONDS"]
+)
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_a_duration_must_be_a_finite_number(env, name, value):
+    with pytest.raises(ConfigError, match=f"{name}='{value}' is not a number of seconds"):
+        Settings.from_env({**env, name: value})
+
+
+def test_a_body_limit_is_a_number_of_bytes(env):
+    with pytest.raises(ConfigError, match="MAX_BODY_BYTES='inf' is not a number of bytes"):
+        Settings.from_env({**env, "MAX_BODY_BYTES": "inf"})
+
+
 def test_the_secret_never_appears_in_the_settings_repr(env):
     assert "s3cret-value" not in repr(Settings.from_env(env))
 
