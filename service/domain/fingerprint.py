@@ -115,7 +115,7 @@ class Fingerprint:
             "startDateTime": self.start,
             "endDateTime": self.end,
             "attendees": None if self.attendees is None else [a.to_api() for a in self.attendees],
-            "chatInfo": self.chat_info.to_api() if self.chat_info else None,
+            "chatInfo": None if self.chat_info is None else self.chat_info.to_api(),
             OPTIONS: self.options,
         }
         return {name: value for name, value in members.items() if name not in self.absent}
