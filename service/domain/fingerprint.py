@@ -44,10 +44,11 @@ class Fingerprint:
     start: str | None  # Graph's DateTimeOffset text (service.domain.booking.graph_time)
     end: str | None
     # None only in a stored fingerprint that holds none: it then differs from a request's
-    # (always a list, if an empty one).
+    # (always a tuple, if an empty one).
     attendees: tuple[Attendee, ...] | None
     chat_info: ChatInfo | None
-    # The effective options (the caller's defaults overlaid); None: none asked for.
+    # The effective options (the caller's defaults overlaid); None: none asked for (or, in
+    # a stored one, null).
     options: dict[str, Any] | None = None
     # The members a stored fingerprint was written without, left out when written back.
     absent: frozenset[str] = field(default=frozenset())

@@ -292,6 +292,7 @@ def require_active(record: BookingRecord | None, booking_id: str) -> BookingReco
 
 
 def _fingerprint(request: Fingerprint | Mapping[str, Any]) -> Fingerprint:
+    # A fingerprint as stored (what `request` answers) is one too: it reads back the same.
     return request if isinstance(request, Fingerprint) else Fingerprint.from_stored(request)
 
 
