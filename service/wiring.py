@@ -14,6 +14,7 @@ from service.core.quota import OrganizerQuota
 from service.core.rate_limits import CallerRateLimits
 from service.foundation.pinned_session import build_session
 from service.graph.client import GraphClient
+from service.graph.online_meetings import OnlineMeetings
 from service.graph.pacing import GraphPacer
 from service.identity.app_tokens import TokenProvider
 from service.identity.caller_tokens import CallerTokens
@@ -47,8 +48,9 @@ class Services:
         graph = GraphClient.from_settings(settings, session, tokens, pacer)
         quota = OrganizerQuota(store, settings.organizer_monthly_limit)
         organizers = Organizers(settings.organizer_pools, quota)
-        provisioner = Provisioner.from_settings(settings, store, graph, organizers, quota)
-        lifecycle = Lifecycle.from_settings(settings, store, graph)
+        meetings = OnlineMeetings(graph)
+        provisioner = Provisioner.from_settings(settings, store, meetings, organizers, quota)
+        lifecycle = Lifecycle.from_settings(settings, store, meetings)
         rate_limits = CallerRateLimits(store, settings.default_caller_rate_limit)
         caller_tokens = (
             CallerTokens.from_settings(settings, session) if settings.accepts_tokens else None

@@ -12,13 +12,13 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from service.config import Settings
+from service.core.meeting_gateway import MeetingGateway
 from service.domain import options as meeting_options
 from service.domain.booking import MeetingChange
 from service.domain.callers import Caller
 from service.domain.record import BookingRecord, require_active
 from service.foundation import metrics
 from service.foundation.errors import ServiceError
-from service.graph.client import GraphClient
 from service.storage.booking_lock import held
 from service.storage.store import BookingStore
 
@@ -30,24 +30,24 @@ class Lifecycle:
         self,
         *,
         store: BookingStore,
-        graph: GraphClient,
+        meetings: MeetingGateway,
         wait_seconds: float,
         close_lobby: bool = True,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
-        self.graph = graph
+        self.meetings = meetings
         self.wait_seconds = wait_seconds
         self.close_lobby = close_lobby
         self.sleep = sleep
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, store: BookingStore, graph: GraphClient
+        cls, settings: Settings, store: BookingStore, meetings: MeetingGateway
     ) -> Lifecycle:
         return cls(
             store=store,
-            graph=graph,
+            meetings=meetings,
             wait_seconds=settings.single_flight_wait,
             close_lobby=settings.cancel_closes_lobby,
         )
@@ -57,27 +57,18 @@ class Lifecycle:
         with the new details replays, one with the old details is a 409."""
         with self._locked(caller, booking_id):
             record = require_active(self.store.get(caller.id, booking_id), booking_id)
-            request = change.applied_to(record.request)
+            request = record.fingerprint.changed_by(change)
             # The options to send: the members this change names, and all the booking's
             # options while they are still pending; each only if the meeting differs.
             wanted = meeting_options.overlay(
                 record.effective_options if record.options_pending else {}, change.options
             )
-            options_body = meeting_options.patch_body(record.meeting, wanted)
-            body = {**change.graph_body(), **options_body}
-            if not body:
+            reply = self.meetings.change(record, change, wanted)
+            if reply is None:
                 # Nothing Graph does not already have (options it already carries).
                 record = record.rescheduled(record.meeting, request, record.graph_request_id)
-                self.store.put(caller.id, booking_id, record)
-                metrics.meetings.labels(outcome="rescheduled").inc()
-                return record
-            prefer = (
-                meeting_options.PREFER_UNKNOWN_ENUM_MEMBERS
-                if meeting_options.needs_prefer(options_body)
-                else None
-            )
-            result = self.graph.update(record.organizer_id, record.meeting_id, body, prefer=prefer)
-            record = record.rescheduled(result.meeting, request, result.request_id)
+            else:
+                record = record.rescheduled(reply.meeting, request, reply.request_id)
             # Should this fail, the caller gets 503 and retries the same PATCH: applying it
             # twice changes nothing more.
             self.store.put(caller.id, booking_id, record)
@@ -91,7 +82,7 @@ class Lifecycle:
             record = require_active(self.store.get(caller.id, booking_id), booking_id)
             if self.close_lobby:
                 self._close_lobby(record)
-            existed = self.graph.delete(record.organizer_id, record.meeting_id)
+            existed = self.meetings.cancel(record)
             if not existed:
                 logger.info("meeting was already gone at Graph")
             # Should this fail, the caller retries; Graph then answers 404, which is success.
@@ -103,11 +94,7 @@ class Lifecycle:
         the lobby and the presenter role to the organizer alone, so a guest who follows
         the link waits in a lobby nobody opens. A failure does not stop the cancel."""
         try:
-            self.graph.update(
-                record.organizer_id,
-                record.meeting_id,
-                meeting_options.CLOSED_LOBBY,
-            )
+            self.meetings.close_lobby(record)
         except ServiceError as error:
             metrics.lobby_close_failures.inc()
             logger.warning(

@@ -25,11 +25,13 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from service.config import Settings
+from service.core.meeting_gateway import MeetingGateway
 from service.core.organizers import Organizers
 from service.core.quota import OrganizerQuota
-from service.domain import options as meeting_options
-from service.domain.booking import BookingRequest, differing_fields, external_id
+from service.domain.booking import BookingRequest, external_id
 from service.domain.callers import Caller
+from service.domain.fingerprint import Fingerprint
+from service.domain.meeting import MeetingReply
 from service.domain.record import BookingRecord, require_active
 from service.foundation import metrics
 from service.foundation.backoff import Budget
@@ -40,7 +42,6 @@ from service.foundation.errors import (
     ServiceError,
     StoreUnavailable,
 )
-from service.graph.client import GraphClient, GraphResult
 from service.storage import booking_lock
 from service.storage.store import BookingStore, new_lock_token
 
@@ -72,7 +73,7 @@ class Provisioner:
         self,
         *,
         store: BookingStore,
-        graph: GraphClient,
+        meetings: MeetingGateway,
         organizers: Organizers,
         quota: OrganizerQuota,
         namespace: uuid.UUID,
@@ -80,7 +81,7 @@ class Provisioner:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
-        self.graph = graph
+        self.meetings = meetings
         self.organizers = organizers
         self.quota = quota
         self.namespace = namespace
@@ -92,13 +93,13 @@ class Provisioner:
         cls,
         settings: Settings,
         store: BookingStore,
-        graph: GraphClient,
+        meetings: MeetingGateway,
         organizers: Organizers,
         quota: OrganizerQuota,
     ) -> Provisioner:
         return cls(
             store=store,
-            graph=graph,
+            meetings=meetings,
             organizers=organizers,
             quota=quota,
             namespace=settings.external_id_namespace,
@@ -122,9 +123,9 @@ class Provisioner:
             logger.warning("store unavailable, calling Graph directly")
             ext_id = external_id(self.namespace, caller.id, request.booking_id)
             try:
-                budget = self.graph.budget()
-                result = self._create_or_get(request, ext_id, budget)
-                outcome = self._outcome(request, ext_id, 0, result)
+                budget = self.meetings.budget()
+                reply = self.meetings.create_or_get(request, ext_id, budget)
+                outcome = self._outcome(request, ext_id, 0, reply)
                 return replace(outcome, record=self._apply_options(outcome.record, budget))
             finally:
                 # A lock SET that timed out may still have landed in a stalled Redis; left
@@ -172,12 +173,12 @@ class Provisioner:
             generation = record.generation + 1 if record else 0
             request = self.organizers.assign(caller, request)
             ext_id = external_id(self.namespace, caller.id, request.booking_id, generation)
-            budget = self.graph.budget()
+            budget = self.meetings.budget()
             with self.quota.reserve(request.organizer_id) as reservation:
-                result = self._create_or_get(request, ext_id, budget)
-                if result.created:
+                reply = self.meetings.create_or_get(request, ext_id, budget)
+                if reply.created:
                     reservation.keep()
-            outcome = self._outcome(request, ext_id, generation, result)
+            outcome = self._outcome(request, ext_id, generation, reply)
             record = self._apply_options_or_store(caller, outcome.record, budget)
             self._store(caller, record)
             return replace(outcome, record=record)
@@ -190,22 +191,10 @@ class Provisioner:
         """The second step of a booking whose first one (createOrGet) is stored: PATCH the
         options, store, answer 200. No second createOrGet."""
         self._check_same(record, request)
-        record = self._apply_options_or_store(caller, record, self.graph.budget())
+        record = self._apply_options_or_store(caller, record, self.meetings.budget())
         self._store(caller, record)
         metrics.meetings.labels(outcome="options_applied").inc()
         return Outcome(record, created=False, replayed=False)
-
-    def _create_or_get(self, request: BookingRequest, ext_id: str, budget: Budget) -> GraphResult:
-        # With Prefer when an option needs it, so a meeting that already has, say, lobby
-        # scope `invited` is reported as such and not as unknownFutureValue.
-        prefer = (
-            meeting_options.PREFER_UNKNOWN_ENUM_MEMBERS
-            if meeting_options.needs_prefer(request.options)
-            else None
-        )
-        return self.graph.create_or_get(
-            request.organizer_id, request.graph_body(ext_id), prefer=prefer, budget=budget
-        )
 
     def _apply_options_or_store(
         self, caller: Caller, record: BookingRecord, budget: Budget
@@ -219,44 +208,16 @@ class Provisioner:
             raise
 
     def _apply_options(self, record: BookingRecord, budget: Budget) -> BookingRecord:
-        """One PATCH of the option members the meeting lacks; the record with Graph's answer."""
+        """Give the meeting the options it lacks; the record with Graph's answer."""
         if not record.options_pending:
             return record
-        body = meeting_options.patch_body(record.meeting, record.effective_options)
-        if not body:
-            return record.options_applied(None, None)
-        prefer = (
-            meeting_options.PREFER_UNKNOWN_ENUM_MEMBERS
-            if meeting_options.needs_prefer(body)
-            else None
-        )
         try:
-            result = self.graph.update(
-                record.organizer_id,
-                record.meeting_id,
-                body,
-                prefer=prefer,
-                budget=Budget(budget.remaining()),
-            )
+            reply = self.meetings.apply_options(record, budget)
         except (GraphUnavailable, GraphTimeout) as error:
-            logger.warning(
-                "meeting options not applied, left pending", extra={"reason": str(error)}
-            )
-            metrics.options_pending.inc()
-            extensions = {
-                key: value
-                for key, value in error.extensions.items()
-                if key in ("reason", "clientRequestId", "graphRequestId")
-            }
-            extensions.setdefault("reason", "timeout")
-            raise GraphUnavailable(
-                "The meeting exists, but Microsoft Graph did not take its options within the "
-                "budget, so they are not in effect yet. Retrying the same POST after "
-                "Retry-After applies them to that same meeting.",
-                retry_after=getattr(error, "retry_after", 1),
-                extensions=extensions,
-            ) from None
-        return record.options_applied(result.meeting, result.request_id)
+            raise _options_left_pending(error) from None
+        if reply is None:
+            return record.options_applied(None, None)
+        return record.options_applied(reply.meeting, reply.request_id)
 
     def _store(self, caller: Caller, record: BookingRecord) -> None:
         try:
@@ -267,7 +228,7 @@ class Provisioner:
             logger.warning("meeting provisioned but not stored")
 
     def _check_same(self, record: BookingRecord, request: BookingRequest) -> None:
-        differing = differing_fields(record.request, request.fingerprint())
+        differing = record.fingerprint.differing_fields(Fingerprint.of(request))
         if differing:
             metrics.meetings.labels(outcome="conflict").inc()
             raise BookingConflict(request.booking_id, differing)
@@ -278,16 +239,36 @@ class Provisioner:
         return Outcome(record, created=False, replayed=True)
 
     def _outcome(
-        self, request: BookingRequest, ext_id: str, generation: int, result: GraphResult
+        self, request: BookingRequest, ext_id: str, generation: int, reply: MeetingReply
     ) -> Outcome:
-        metrics.meetings.labels(outcome="created" if result.created else "existing").inc()
+        metrics.meetings.labels(outcome="created" if reply.created else "existing").inc()
         record = BookingRecord.provisioned(
             booking_id=request.booking_id,
             generation=generation,
             external_id=ext_id,
             organizer_id=request.organizer_id,
-            request=request.fingerprint(),
-            meeting=result.meeting,
-            graph_request_id=result.request_id,
+            request=Fingerprint.of(request),
+            meeting=reply.meeting,
+            graph_request_id=reply.request_id,
         )
-        return Outcome(record, created=result.created, replayed=False)
+        return Outcome(record, created=reply.created, replayed=False)
+
+
+def _options_left_pending(error: GraphUnavailable | GraphTimeout) -> GraphUnavailable:
+    """The 503 of a booking whose meeting exists but whose options PATCH failed (logged
+    and counted here): the same POST after Retry-After applies them."""
+    logger.warning("meeting options not applied, left pending", extra={"reason": str(error)})
+    metrics.options_pending.inc()
+    extensions = {
+        key: value
+        for key, value in error.extensions.items()
+        if key in ("reason", "clientRequestId", "graphRequestId")
+    }
+    extensions.setdefault("reason", "timeout")
+    return GraphUnavailable(
+        "The meeting exists, but Microsoft Graph did not take its options within the "
+        "budget, so they are not in effect yet. Retrying the same POST after "
+        "Retry-After applies them to that same meeting.",
+        retry_after=getattr(error, "retry_after", 1),
+        extensions=extensions,
+    )

@@ -1,8 +1,8 @@
-"""A booking request in normal form: what identifies it, what Graph gets, what must match.
+"""A booking request in normal form: what identifies it and what Graph gets.
 
-The normal form (UTC times, lower-case GUIDs, sorted attendees) is what the store keeps as
-the request's fingerprint, so two requests that mean the same meeting compare equal even
-when they are spelled differently.
+The normal form (UTC times, lower-case GUIDs, sorted attendees) is what the request's
+fingerprint is made of (service.domain.fingerprint), so two requests that mean the same
+meeting compare equal even when they are spelled differently.
 """
 
 from __future__ import annotations
@@ -13,21 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from service.domain import options as meeting_options
-
-# The fields compared for the 409 rule, in the order they are reported.
-FINGERPRINT_FIELDS = (
-    "organizerId",
-    "organizerPool",
-    "subject",
-    "startDateTime",
-    "endDateTime",
-    "attendees",
-    "chatInfo",
-)
-# The effective meeting options are compared member by member: a 409 names
-# `options.<member>`. A fingerprint without options (every record stored before options
-# existed, and every booking without any) means "no options requested".
-OPTIONS_FIELD = "options"
 
 
 def external_id(namespace: uuid.UUID, caller_id: str, booking_id: str, generation: int = 0) -> str:
@@ -152,23 +137,6 @@ class BookingRequest:
         """The request with its caller's defaultOptions overlaid by its own options."""
         return replace(self, options=meeting_options.overlay(defaults, self.options))
 
-    def fingerprint(self) -> dict[str, Any]:
-        """The normal form the 409 rule compares; JSON-ready, stored with the meeting."""
-        return {
-            # A pool request is identified by its pool: the organizer picked for it is an
-            # outcome (kept in the record), not part of what the caller asked for.
-            "organizerId": None if self.organizer_pool else self.organizer_id,
-            "organizerPool": self.organizer_pool,
-            "subject": self.subject,
-            "startDateTime": graph_time(self.start) if self.start else None,
-            "endDateTime": graph_time(self.end) if self.end else None,
-            "attendees": [a.to_api() for a in self.attendees],
-            "chatInfo": self.chat_info.to_api() if self.chat_info else None,
-            # Only when there are any: such a fingerprint reads like one stored before
-            # options existed.
-            **({OPTIONS_FIELD: dict(self.options)} if self.options else {}),
-        }
-
     def graph_body(self, external_id: str) -> dict[str, Any]:
         """The createOrGet request body. Absent times are left out so Graph's defaults apply."""
         body: dict[str, Any] = {"externalId": external_id}
@@ -185,24 +153,6 @@ class BookingRequest:
                 key: value for key, value in self.chat_info.to_api().items() if value is not None
             }
         return body
-
-
-def differing_fields(stored: dict[str, Any], requested: dict[str, Any]) -> list[str]:
-    """Names of the fingerprint fields in which two requests for one booking disagree; an
-    option as `options.<member>`."""
-    differing = [name for name in FINGERPRINT_FIELDS if stored.get(name) != requested.get(name)]
-    return differing + [
-        f"{OPTIONS_FIELD}.{member}"
-        for member in meeting_options.differing_members(
-            stored.get(OPTIONS_FIELD), requested.get(OPTIONS_FIELD) or {}
-        )
-    ]
-
-
-def stored_options(fingerprint: dict[str, Any]) -> dict[str, Any]:
-    """The effective options a stored fingerprint holds (none in older records)."""
-    found = fingerprint.get(OPTIONS_FIELD)
-    return dict(found) if isinstance(found, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -234,22 +184,6 @@ class MeetingChange:
             attendees=None if attendees is None else normal_attendees(attendees),
             options=meeting_options.overlay({}, options or {}),
         )
-
-    def applied_to(self, fingerprint: dict[str, Any]) -> dict[str, Any]:
-        """The fingerprint a POST must match once this change is made."""
-        changed = dict(fingerprint)
-        if self.subject is not None:
-            changed["subject"] = self.subject
-        if self.start is not None and self.end is not None:
-            changed["startDateTime"] = graph_time(self.start)
-            changed["endDateTime"] = graph_time(self.end)
-        if self.attendees is not None:
-            changed["attendees"] = [a.to_api() for a in self.attendees]
-        effective = meeting_options.overlay(stored_options(fingerprint), self.options)
-        changed.pop(OPTIONS_FIELD, None)
-        if effective:
-            changed[OPTIONS_FIELD] = effective
-        return changed
 
     def graph_body(self) -> dict[str, Any]:
         """The PATCH body: Graph needs both times together and the full attendee list."""

@@ -229,6 +229,12 @@ def needs_prefer(options: Mapping[str, Any]) -> bool:
     return False
 
 
+def prefer_header(options: Mapping[str, Any]) -> str | None:
+    """The `Prefer` header of a Graph request carrying these options (or answered with
+    them): include-unknown-enum-members when one of them needs it, else none."""
+    return PREFER_UNKNOWN_ENUM_MEMBERS if needs_prefer(options) else None
+
+
 def in_effect(meeting: Mapping[str, Any]) -> dict[str, Any]:
     """The options of a meeting as Graph returned it (the members it carries)."""
     return {name: meeting[name] for name in OPTION_MEMBERS if name in meeting}

@@ -9,6 +9,7 @@ rendered for the API by `view`. Records are immutable: every change makes a new 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -17,7 +18,7 @@ from typing import Any
 
 from service.domain import options as meeting_options
 from service.domain import record_format
-from service.domain.booking import stored_options
+from service.domain.fingerprint import Fingerprint
 from service.foundation.errors import BookingCancelled, BookingNotFound
 
 # Written into every record from format 1 on. Records written before it carry no version
@@ -61,13 +62,13 @@ class BookingRecord:
     generation: int  # 0 for the first meeting; +1 each time a cancelled booking is re-booked
     external_id: str
     organizer_id: str  # for a pool booking, the member picked for it (for good)
-    request: dict[str, Any]  # the request's fingerprint (service.domain.booking), for the 409 rule
+    fingerprint: Fingerprint  # what the booking's requests must agree on (the 409 rule)
     meeting: dict[str, Any]  # Graph's onlineMeeting, as Graph last returned it
     provisioned_at: str | None
     graph_request_id: str | None
     updated_at: str | None = None
     cancelled_at: str | None = None
-    # Graph has the meeting, but not yet the effective options (request["options"]): the
+    # Graph has the meeting, but not yet the effective options (fingerprint.options): the
     # PATCH after createOrGet failed. The next POST applies them before it answers.
     options_pending: bool = False
 
@@ -79,29 +80,38 @@ class BookingRecord:
         generation: int,
         external_id: str,
         organizer_id: str,
-        request: dict[str, Any],
+        request: Fingerprint | Mapping[str, Any],
         meeting: dict[str, Any],
         graph_request_id: str | None,
     ) -> BookingRecord:
         """The record of a meeting Graph just returned; its options are pending while the
-        meeting lacks any of the effective options the request asked for."""
+        meeting lacks any of the effective options the request asked for. `request`: the
+        request's fingerprint, or one as a record stores it."""
+        fingerprint = _fingerprint(request)
         return cls(
             booking_id=booking_id,
             status=Status.ACTIVE,
             generation=generation,
             external_id=external_id,
             organizer_id=organizer_id,
-            request=request,
+            fingerprint=fingerprint,
             meeting=meeting,
             provisioned_at=now(),
             graph_request_id=graph_request_id,
-            options_pending=bool(meeting_options.patch_body(meeting, stored_options(request))),
+            options_pending=bool(
+                meeting_options.patch_body(meeting, fingerprint.effective_options)
+            ),
         )
 
     @property
     def effective_options(self) -> dict[str, Any]:
         """The options this booking asked for (its caller's defaults included)."""
-        return stored_options(self.request)
+        return self.fingerprint.effective_options
+
+    @property
+    def request(self) -> dict[str, Any]:
+        """The fingerprint as the record's JSON stores it (member `request`)."""
+        return self.fingerprint.to_stored()
 
     def options_applied(
         self, meeting: dict[str, Any] | None, graph_request_id: str | None
@@ -119,8 +129,7 @@ class BookingRecord:
 
     @property
     def organizer_pool(self) -> str | None:
-        pool = self.request.get("organizerPool")
-        return pool if isinstance(pool, str) else None
+        return self.fingerprint.organizer_pool
 
     @property
     def meeting_id(self) -> str:
@@ -140,13 +149,17 @@ class BookingRecord:
         return self
 
     def rescheduled(
-        self, meeting: dict[str, Any], request: dict[str, Any], graph_request_id: str | None
+        self,
+        meeting: dict[str, Any],
+        request: Fingerprint | Mapping[str, Any],
+        graph_request_id: str | None,
     ) -> BookingRecord:
-        """After a PATCH that applied the change, and with it any options still pending."""
+        """After a PATCH that applied the change, and with it any options still pending;
+        `request`: the changed fingerprint (Fingerprint.changed_by)."""
         return replace(
             self,
             meeting=meeting,
-            request=request,
+            fingerprint=_fingerprint(request),
             updated_at=now(),
             graph_request_id=graph_request_id,
             options_pending=False,
@@ -247,7 +260,7 @@ class BookingRecord:
                 generation=int(document.get("generation", 0)),
                 external_id=_text(document["externalId"]),
                 organizer_id=_text(document["organizerId"]),
-                request=_object(document.get("request", {})),
+                fingerprint=Fingerprint.from_stored(_object(document.get("request", {}))),
                 meeting=_object(document["meeting"]),
                 provisioned_at=_optional_text(document.get("provisionedAt")),
                 graph_request_id=_optional_text(document.get("graphRequestId")),
@@ -276,6 +289,11 @@ def require_active(record: BookingRecord | None, booking_id: str) -> BookingReco
             f"No meeting was provisioned for booking {booking_id!r} by this caller."
         )
     return record.require_active()
+
+
+def _fingerprint(request: Fingerprint | Mapping[str, Any]) -> Fingerprint:
+    # A fingerprint as stored (what `request` answers) is one too: it reads back the same.
+    return request if isinstance(request, Fingerprint) else Fingerprint.from_stored(request)
 
 
 def _text(value: Any) -> str:

@@ -199,6 +199,23 @@ def test_patch_changes_options_and_later_posts_must_carry_them(client, emulator,
     assert list(problem["errors"]) == ["options.allowedPresenters"]
 
 
+def test_a_reschedule_sends_prefer_only_with_options_that_need_it(client, emulator, organizer):
+    body = booking(organizer, subject="Intake")
+    assert client.post(body).status_code == 201
+    moved = client.patch(body["bookingId"], {"subject": "Moved"})
+    assert moved.status_code == 200, moved.text
+    invited = client.patch(
+        body["bookingId"], {"options": {"lobbyBypassSettings": {"scope": "invited"}}}
+    )
+    assert invited.status_code == 200, invited.text
+    assert invited.json()["options"]["lobbyBypassSettings"]["scope"] == "invited"
+    patches = graph_calls(emulator, organizer)["patchMeeting"]
+    assert [p["body"] for p in patches][0] == {"subject": "Moved"}
+    assert patches[1]["body"]["lobbyBypassSettings"]["scope"] == "invited"
+    assert [p["prefer"] for p in patches] == [None, PREFER]
+    assert_valid_patches(patches)
+
+
 def test_a_cancel_closes_the_lobby_before_deleting(client, emulator, organizer):
     body = booking(organizer, options=GUEST_FRIENDLY)
     created = client.post(body)
@@ -210,6 +227,7 @@ def test_a_cancel_closes_the_lobby_before_deleting(client, emulator, organizer):
     assert operations[-2:] == [("patchMeeting", 200), ("deleteMeeting", 204)]
     closing = emulator.operations_for(meeting_id)[-2]
     assert closing["body"] == CLOSED_LOBBY
+    assert closing["prefer"] is None  # no value in it needs the header
     assert closing["body"]["lobbyBypassSettings"]["scope"] == "organizer"
     assert closing["body"]["allowedPresenters"] == "organizer"
     assert_valid_patches([closing])

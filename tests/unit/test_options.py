@@ -11,8 +11,9 @@ import pytest
 from marshmallow import ValidationError
 
 from service.domain import options
-from service.domain.booking import BookingRequest, MeetingChange, differing_fields
+from service.domain.booking import BookingRequest, MeetingChange
 from service.domain.callers import CallerRegistryError, load_callers
+from service.domain.fingerprint import Fingerprint
 from service.domain.record import FORMAT_VERSION, BookingRecord
 from service.web.problems import flatten_messages
 from service.web.schemas import BookingSchema, MeetingChangeSchema
@@ -136,26 +137,30 @@ def test_options_are_part_of_the_fingerprint_and_a_conflict_names_the_member():
     with_options = BookingRequest.create(
         booking_id="b", organizer_id=ORGANIZER, options={"allowedPresenters": "organizer"}
     )
-    assert "options" not in plain.fingerprint()  # as in records stored before options
-    assert differing_fields(plain.fingerprint(), plain.fingerprint()) == []
-    assert differing_fields(plain.fingerprint(), with_options.fingerprint()) == [
+    assert "options" not in Fingerprint.of(plain).to_stored()  # as in records stored before options
+    assert Fingerprint.of(plain).differing_fields(Fingerprint.of(plain)) == []
+    assert Fingerprint.of(plain).differing_fields(Fingerprint.of(with_options)) == [
         "options.allowedPresenters"
     ]
     other = with_options.with_default_options({"allowMeetingChat": "disabled"})
-    assert differing_fields(with_options.fingerprint(), other.fingerprint()) == [
+    assert Fingerprint.of(with_options).differing_fields(Fingerprint.of(other)) == [
         "options.allowMeetingChat"
     ]
     # A fingerprint stored before options existed (no member at all, or null) replays.
-    old = {key: value for key, value in plain.fingerprint().items()}
-    assert differing_fields({**old, "options": None}, plain.fingerprint()) == []
+    old = {key: value for key, value in Fingerprint.of(plain).to_stored().items()}
+    stored = Fingerprint.from_stored({**old, "options": None})
+    assert stored.differing_fields(Fingerprint.of(plain)) == []
+    assert Fingerprint.from_stored(old).differing_fields(Fingerprint.of(plain)) == []
 
 
 def test_a_change_overlays_the_stored_options():
-    stored = BookingRequest.create(
-        booking_id="b", organizer_id=ORGANIZER, options={"allowedPresenters": "organizer"}
-    ).fingerprint()
+    stored = Fingerprint.of(
+        BookingRequest.create(
+            booking_id="b", organizer_id=ORGANIZER, options={"allowedPresenters": "organizer"}
+        )
+    )
     change = MeetingChange.create(options={"allowRecording": False})
-    assert change.applied_to(stored)["options"] == {
+    assert stored.changed_by(change).to_stored()["options"] == {
         "allowedPresenters": "organizer",
         "allowRecording": False,
     }
@@ -185,6 +190,15 @@ def test_prefer_is_needed_only_for_values_after_unknown_future_value():
     assert options.needs_prefer({"lobbyBypassSettings": {"scope": "organizationExcludingGuests"}})
     assert not options.needs_prefer({"lobbyBypassSettings": {"scope": "everyone"}})
     assert not options.needs_prefer({"allowedPresenters": "organizer", "allowRecording": True})
+
+
+def test_the_prefer_header_is_sent_only_with_options_that_need_it():
+    assert options.prefer_header({"lobbyBypassSettings": {"scope": "invited"}}) == (
+        "include-unknown-enum-members"
+    )
+    assert options.prefer_header({"allowedPresenters": "organizer"}) is None
+    assert options.prefer_header({}) is None
+    assert options.prefer_header(options.CLOSED_LOBBY) is None  # the cancel's PATCH
 
 
 def record(**overrides) -> BookingRecord:
