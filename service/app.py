@@ -23,7 +23,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     metrics.declare_known_series()
     try:
         # Report Redis's state from the start, not "down" until a first request uses it.
-        found.store.ping()
+        found.redis.ping()
     except StoreUnavailable:
         pass  # logged; the service starts anyway and degrades (see README, Failure modes)
     smorest = register_api(app)

@@ -18,6 +18,8 @@ from service.graph.online_meetings import OnlineMeetings
 from service.graph.pacing import GraphPacer
 from service.identity.app_tokens import TokenProvider
 from service.identity.caller_tokens import CallerTokens
+from service.storage.booking_lock import BookingLocks
+from service.storage.gateway import RedisGateway
 from service.storage.store import BookingStore
 
 EXTENSION = "meeting-provisioning"
@@ -26,6 +28,7 @@ EXTENSION = "meeting-provisioning"
 @dataclass(frozen=True)
 class Services:
     settings: Settings
+    redis: RedisGateway
     store: BookingStore
     tokens: TokenProvider
     graph: GraphClient
@@ -42,21 +45,24 @@ class Services:
             settings.graph_ca_bundle,
             default_timeout=(settings.graph_connect_timeout, settings.token_timeout),
         )
-        store = BookingStore.from_settings(settings)
+        redis = RedisGateway.from_settings(settings)
+        store = BookingStore.from_settings(settings, redis)
+        locks = BookingLocks.from_settings(settings, redis)
         tokens = TokenProvider.from_settings(settings, session)
-        pacer = GraphPacer.from_settings(settings, store)
+        pacer = GraphPacer.from_settings(settings, redis)
         graph = GraphClient.from_settings(settings, session, tokens, pacer)
-        quota = OrganizerQuota(store, settings.organizer_monthly_limit)
+        quota = OrganizerQuota(redis, settings.organizer_monthly_limit)
         organizers = Organizers(settings.organizer_pools, quota)
         meetings = OnlineMeetings(graph)
-        provisioner = Provisioner.from_settings(settings, store, meetings, organizers, quota)
-        lifecycle = Lifecycle.from_settings(settings, store, meetings)
-        rate_limits = CallerRateLimits(store, settings.default_caller_rate_limit)
+        provisioner = Provisioner.from_settings(settings, store, locks, meetings, organizers, quota)
+        lifecycle = Lifecycle.from_settings(settings, store, locks, meetings)
+        rate_limits = CallerRateLimits(redis, settings.default_caller_rate_limit)
         caller_tokens = (
             CallerTokens.from_settings(settings, session) if settings.accepts_tokens else None
         )
         return cls(
             settings,
+            redis,
             store,
             tokens,
             graph,

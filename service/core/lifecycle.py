@@ -7,8 +7,6 @@ Both run under the booking's lock, the same one POST takes, so two changes of on
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from service.config import Settings
@@ -19,7 +17,7 @@ from service.domain.callers import Caller
 from service.domain.record import BookingRecord, require_active
 from service.foundation import metrics
 from service.foundation.errors import ServiceError
-from service.storage.booking_lock import held
+from service.storage.booking_lock import BookingLocks
 from service.storage.store import BookingStore
 
 logger = logging.getLogger(__name__)
@@ -30,23 +28,24 @@ class Lifecycle:
         self,
         *,
         store: BookingStore,
+        locks: BookingLocks,
         meetings: MeetingGateway,
         wait_seconds: float,
         close_lobby: bool = True,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
+        self.locks = locks
         self.meetings = meetings
         self.wait_seconds = wait_seconds
         self.close_lobby = close_lobby
-        self.sleep = sleep
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, store: BookingStore, meetings: MeetingGateway
+        cls, settings: Settings, store: BookingStore, locks: BookingLocks, meetings: MeetingGateway
     ) -> Lifecycle:
         return cls(
             store=store,
+            locks=locks,
             meetings=meetings,
             wait_seconds=settings.single_flight_wait,
             close_lobby=settings.cancel_closes_lobby,
@@ -102,5 +101,5 @@ class Lifecycle:
                 extra={"problem": error.slug, "reason": error.detail},
             )
 
-    def _locked(self, caller: Caller, booking_id: str) -> AbstractContextManager[None]:
-        return held(self.store, caller.id, booking_id, self.wait_seconds, self.sleep)
+    def _locked(self, caller: Caller, booking_id: str) -> AbstractContextManager[str]:
+        return self.locks.of(caller.id, booking_id).held(self.wait_seconds)

@@ -18,11 +18,8 @@ createOrGet. A booking whose options are in effect replays without calling Graph
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import cached_property
 
 from service.config import Settings
 from service.core.meeting_gateway import MeetingGateway
@@ -42,23 +39,10 @@ from service.foundation.errors import (
     ServiceError,
     StoreUnavailable,
 )
-from service.storage import booking_lock
-from service.storage.store import BookingStore, new_lock_token
+from service.storage.booking_lock import BookingLock, BookingLocks
+from service.storage.store import BookingStore
 
 logger = logging.getLogger(__name__)
-
-
-class LockToken:
-    """The token this request holds the booking's lock with, drawn when it first tries to
-    take the lock: a replay never does, and drawing one reads the OS's random source."""
-
-    @cached_property
-    def value(self) -> str:
-        return new_lock_token()
-
-    @property
-    def drawn(self) -> bool:
-        return "value" in self.__dict__
 
 
 @dataclass(frozen=True)
@@ -73,32 +57,34 @@ class Provisioner:
         self,
         *,
         store: BookingStore,
+        locks: BookingLocks,
         meetings: MeetingGateway,
         organizers: Organizers,
         quota: OrganizerQuota,
         namespace: uuid.UUID,
         wait_seconds: float,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
+        self.locks = locks
         self.meetings = meetings
         self.organizers = organizers
         self.quota = quota
         self.namespace = namespace
         self.wait_seconds = wait_seconds
-        self.sleep = sleep
 
     @classmethod
     def from_settings(
         cls,
         settings: Settings,
         store: BookingStore,
+        locks: BookingLocks,
         meetings: MeetingGateway,
         organizers: Organizers,
         quota: OrganizerQuota,
     ) -> Provisioner:
         return cls(
             store=store,
+            locks=locks,
             meetings=meetings,
             organizers=organizers,
             quota=quota,
@@ -109,9 +95,9 @@ class Provisioner:
     def provision(self, caller: Caller, request: BookingRequest) -> Outcome:
         self.organizers.check(caller, request)
         request = request.with_default_options(caller.default_options)
-        token = LockToken()
+        lock = self.locks.of(caller.id, request.booking_id)
         try:
-            return self._single_flight(caller, request, token)
+            return self._single_flight(caller, request, lock)
         except StoreUnavailable:
             if request.organizer_pool is not None:
                 # Without the store, the organizer picked earlier for this booking is
@@ -130,29 +116,26 @@ class Provisioner:
             finally:
                 # A lock SET that timed out may still have landed in a stalled Redis; left
                 # there, it would hold up this booking until it expires.
-                if token.drawn:
-                    booking_lock.release(self.store, caller.id, request.booking_id, token.value)
+                lock.release()
 
     def lookup(self, caller: Caller, booking_id: str) -> BookingRecord:
         return require_active(self.store.get(caller.id, booking_id), booking_id)
 
-    def _single_flight(self, caller: Caller, request: BookingRequest, token: LockToken) -> Outcome:
-        for attempt in booking_lock.attempts(
-            self.store, caller.id, request.booking_id, self.wait_seconds, self.sleep
-        ):
+    def _single_flight(self, caller: Caller, request: BookingRequest, lock: BookingLock) -> Outcome:
+        for attempt in lock.attempts(self.wait_seconds):
             record = self.store.get(caller.id, request.booking_id)
             if record is not None and record.is_active and not record.options_pending:
                 return self._replay(record, request)
             if record is not None and record.is_active:
                 self._check_same(record, request)  # a 409 needs no lock
-            if self.store.acquire(caller.id, request.booking_id, token.value):
-                return self._as_owner(caller, request, token.value, record)
+            if lock.acquire():
+                return self._as_owner(caller, request, lock, record)
             if attempt == 0:
                 metrics.meetings.labels(outcome="waited").inc()
         raise AssertionError("unreachable: attempts() ends by raising BookingBusy")
 
     def _as_owner(
-        self, caller: Caller, request: BookingRequest, token: str, seen: BookingRecord | None
+        self, caller: Caller, request: BookingRequest, lock: BookingLock, seen: BookingRecord | None
     ) -> Outcome:
         """Provision as the lock's owner; `seen`: the record read just before the lock."""
         # The lock outlives the token and Graph budgets (checked in config), so normally
@@ -183,7 +166,7 @@ class Provisioner:
             self._store(caller, record)
             return replace(outcome, record=record)
         finally:
-            booking_lock.release(self.store, caller.id, request.booking_id, token)
+            lock.release()
 
     def _finish_options(
         self, caller: Caller, record: BookingRecord, request: BookingRequest

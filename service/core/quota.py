@@ -20,7 +20,8 @@ from redis.cluster import RedisCluster
 
 from service.foundation import metrics
 from service.foundation.errors import QuotaExhausted, StoreUnavailable
-from service.storage.store import KEY_PREFIX, BookingStore
+from service.storage import keys
+from service.storage.gateway import RedisGateway
 
 logger = logging.getLogger(__name__)
 
@@ -42,103 +43,80 @@ if created > tonumber(ARGV[1]) then
 end
 return created
 """
-# A month's counter outlives the month by a few days, for the usage endpoint's last look.
-COUNTER_TTL_SECONDS = 40 * 24 * 3600
-
-
-QUOTA_PREFIX = f"{KEY_PREFIX}:quota:"
-
-
-def counter_key(organizer_id: str, month: str) -> str:
-    """`{organizer}` is a Redis Cluster hash tag: an organizer's counters share one slot."""
-    return f"{QUOTA_PREFIX}{{{organizer_id}}}:{month}"
-
-
-def legacy_counter_key(organizer_id: str, month: str) -> str:
-    """The name before hash tags; still read (see reserve, created) until such counters
-    expire, COUNTER_TTL_SECONDS after the upgrade."""
-    return f"{QUOTA_PREFIX}{organizer_id}:{month}"
-
-
-def organizer_of(counter: str, month: str) -> tuple[str, bool]:
-    """(organizer id, written under the hash-tagged name) of a counter key of `month`."""
-    organizer = counter[len(QUOTA_PREFIX) : -len(f":{month}")]
-    tagged = organizer.startswith("{") and organizer.endswith("}")
-    return (organizer[1:-1] if tagged else organizer), tagged
 
 
 class MonthlyCounters:
-    """Meetings created per organizer and UTC month, as counters in the booking store's
-    Redis (so every replica counts together)."""
+    """Meetings created per organizer and UTC month, as counters in the service's Redis
+    (so every replica counts together)."""
 
-    def __init__(self, store: BookingStore) -> None:
-        self.store = store
+    def __init__(self, redis: RedisGateway) -> None:
+        self.redis = redis
 
     def reserve(self, organizer_id: str, month: str, limit: int) -> int | None:
         """Count a meeting for the organizer's month; the new count, or None at the limit."""
 
         def count() -> int:
-            client = self.store.client
+            client = self.redis.client
             # Only read while the new counter does not exist yet, by the script; one GET per
             # meeting about to be created is nothing next to the Graph call it precedes.
-            seed = client.get(legacy_counter_key(organizer_id, month)) or 0
-            created = self.store.script(RESERVE_UNDER_LIMIT)(
-                keys=[counter_key(organizer_id, month)],
-                args=[limit, COUNTER_TTL_SECONDS, int(str(seed))],
+            seed = client.get(keys.legacy_quota_counter(organizer_id, month)) or 0
+            created = self.redis.script(RESERVE_UNDER_LIMIT)(
+                keys=[keys.quota_counter(organizer_id, month)],
+                args=[limit, keys.COUNTER_TTL_SECONDS, int(str(seed))],
             )
             return int(str(created))
 
-        created = self.store.run(count)
+        created = self.redis.run(count)
         return None if created < 0 else created
 
     def unreserve(self, organizer_id: str, month: str) -> None:
-        self.store.run(lambda: self.store.client.decr(counter_key(organizer_id, month)))
+        self.redis.run(lambda: self.redis.client.decr(keys.quota_counter(organizer_id, month)))
 
     def created(self, organizer_ids: list[str], month: str) -> list[int]:
         """Each organizer's count; one pipeline, split by redis-py per cluster node (a
         cross-slot MGET would be refused by a cluster)."""
 
         def read() -> list[int]:
-            pipe = self.store.client.pipeline(transaction=False)
+            pipe = self.redis.client.pipeline(transaction=False)
             for organizer_id in organizer_ids:
-                pipe.get(counter_key(organizer_id, month))
-                pipe.get(legacy_counter_key(organizer_id, month))
+                pipe.get(keys.quota_counter(organizer_id, month))
+                pipe.get(keys.legacy_quota_counter(organizer_id, month))
             values = pipe.execute()
             return [
                 int(new if new is not None else (old or 0))
                 for new, old in zip(values[::2], values[1::2], strict=True)
             ]
 
-        return self.store.run(read)
+        return self.redis.run(read)
 
     def created_in(self, month: str, most: int = 10_000) -> dict[str, int]:
         """Every organizer's count for a month (for /metrics), from every primary of a
         cluster; at most `most` counters."""
 
         def scan() -> dict[str, int]:
-            client = self.store.client
+            client = self.redis.client
             # A cluster's SCAN runs on the nodes named; each primary holds its own slots.
             where = (
                 {"target_nodes": RedisCluster.PRIMARIES} if isinstance(client, RedisCluster) else {}
             )
-            keys: list[str] = []
-            for found in client.scan_iter(match=f"{QUOTA_PREFIX}*:{month}", count=500, **where):
-                keys.append(str(found))
-                if len(keys) >= most:
+            names: list[str] = []
+            for found in client.scan_iter(match=keys.quota_counters_of(month), count=500, **where):
+                names.append(str(found))
+                if len(names) >= most:
                     break
             pipe = client.pipeline(transaction=False)
-            for found in keys:
+            for found in names:
                 pipe.get(found)
-            values = pipe.execute() if keys else []
+            values = pipe.execute() if names else []
             counts: dict[str, int] = {}
             legacy: dict[str, int] = {}
-            for found, value in zip(keys, values, strict=True):
-                organizer, tagged = organizer_of(found, month)
+            for found, value in zip(names, values, strict=True):
+                organizer, tagged = keys.organizer_of(found, month)
                 (counts if tagged else legacy)[organizer] = int(value or 0)
             # A counter not yet carried over from its old name still counts.
             return {**legacy, **counts}
 
-        return self.store.run(scan)
+        return self.redis.run(scan)
 
 
 @dataclass(frozen=True)
@@ -162,11 +140,11 @@ class Reservation:
 class OrganizerQuota:
     def __init__(
         self,
-        store: BookingStore,
+        redis: RedisGateway,
         limit: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.counters = MonthlyCounters(store)
+        self.counters = MonthlyCounters(redis)
         self.limit = limit  # 0: no limit
         self.clock = clock
 

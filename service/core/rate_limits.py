@@ -2,10 +2,11 @@
 
 A caller's limit is its CLIENTS_FILE `rateLimit`, else DEFAULT_CALLER_RATE_LIMIT, in the
 `limits` library's syntax ("120/minute"); the `limits` library parses it. The counting is
-one Lua script on the booking store's own Redis client, not Flask-Limiter's storage: that
-client already speaks every REDIS_URL form (one node, a cluster, Sentinel) with the TLS
-files and REDIS_TIMEOUT_SECONDS, where Flask-Limiter would open a second set of connections
-configured from a URI alone, without the CA bundle or client certificate.
+one Lua script on the service's own Redis client (service.storage.gateway), not
+Flask-Limiter's storage: that client already speaks every REDIS_URL form (one node, a
+cluster, Sentinel) with the TLS files and REDIS_TIMEOUT_SECONDS, where Flask-Limiter would
+open a second set of connections configured from a URI alone, without the CA bundle or
+client certificate. The counter's key is service.storage.keys.rate_limit.
 
 The window is a fixed window that starts with a caller's first request and lives in Redis
 (its TTL), so replicas need no agreement on the time.
@@ -26,7 +27,8 @@ from limits import RateLimitItem
 from service.domain.callers import Caller, parse_rate_limit
 from service.foundation import metrics
 from service.foundation.errors import RateLimited, StoreUnavailable
-from service.storage.store import KEY_PREFIX, BookingStore
+from service.storage import keys
+from service.storage.gateway import RedisGateway
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +61,8 @@ class Decision:
 
 
 class CallerRateLimits:
-    def __init__(self, store: BookingStore, default: str | None) -> None:
-        self.store = store
+    def __init__(self, redis: RedisGateway, default: str | None) -> None:
+        self.redis = redis
         self.default = default
 
     def limit_for(self, caller: Caller) -> RateLimitItem | None:
@@ -73,17 +75,15 @@ class CallerRateLimits:
         if limit is None:
             return None
         window = limit.get_expiry()
-        # Under the service's key prefix, like every key it writes (an ACL user may be
-        # limited to it); the caller is the key's hash tag.
-        key = f"{KEY_PREFIX}:ratelimit:{{{caller.id}}}:{limit.amount}:{window}"
+        counter = keys.rate_limit(caller.id, limit.amount, window)
 
         def count() -> tuple[int, int]:
-            found = self.store.script(HIT)(keys=[key], args=[window * 1000])
+            found = self.redis.script(HIT)(keys=[counter], args=[window * 1000])
             assert isinstance(found, list)
             return int(found[0]), int(found[1])
 
         try:
-            used, left_ms = self.store.run(count)
+            used, left_ms = self.redis.run(count)
         except StoreUnavailable:
             metrics.rate_limit_unenforced.inc()
             logger.warning("rate limit not enforced: Redis is unavailable")

@@ -35,7 +35,8 @@ from service.config import Settings
 from service.foundation import metrics
 from service.foundation.backoff import Budget
 from service.foundation.errors import StoreUnavailable
-from service.storage.store import KEY_PREFIX, STORE_RETRY_AFTER, BookingStore
+from service.storage import keys
+from service.storage.gateway import STORE_RETRY_AFTER, RedisGateway
 
 logger = logging.getLogger(__name__)
 
@@ -96,17 +97,6 @@ return 1
 """
 
 
-def pace_key(client_id: str) -> str:
-    """The app's TAT. `{client id}` is a Redis Cluster hash tag: pace and gate share a
-    slot, so one script may use both."""
-    return f"{KEY_PREFIX}:graph-pace:{{{client_id}}}"
-
-
-def gate_key(client_id: str) -> str:
-    """Until when Graph throttles the app (Retry-After of its last 429 or 503)."""
-    return f"{KEY_PREFIX}:graph-gate:{{{client_id}}}"
-
-
 @dataclass(frozen=True)
 class Turn:
     admitted: bool
@@ -126,7 +116,7 @@ class Refused(Exception):
 class GraphPacer:
     def __init__(
         self,
-        store: BookingStore,
+        redis: RedisGateway,
         client_id: str,
         *,
         interval: float | None,
@@ -134,8 +124,8 @@ class GraphPacer:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`interval`: seconds between two calls of the app (None: the gate only)."""
-        self.store = store
-        self.keys = [pace_key(client_id), gate_key(client_id)]
+        self.redis = redis
+        self.keys = [keys.graph_pace(client_id), keys.graph_gate(client_id)]
         self.interval_us = 0 if interval is None else max(1, round(interval * MICROSECONDS))
         self.sleep = sleep
         self.clock = clock
@@ -144,8 +134,8 @@ class GraphPacer:
         self._unavailable_until = -math.inf
 
     @classmethod
-    def from_settings(cls, settings: Settings, store: BookingStore) -> GraphPacer:
-        return cls(store, settings.client_id, interval=settings.graph_send_interval)
+    def from_settings(cls, settings: Settings, redis: RedisGateway) -> GraphPacer:
+        return cls(redis, settings.client_id, interval=settings.graph_send_interval)
 
     @property
     def paces(self) -> bool:
@@ -171,7 +161,7 @@ class GraphPacer:
         args = [self.interval_us, max(0, math.floor(longest_wait * MICROSECONDS))]
         try:
             admitted, wait, gated = self._run(
-                lambda: self.store.script(TAKE_TURN)(keys=self.keys, args=args)
+                lambda: self.redis.script(TAKE_TURN)(keys=self.keys, args=args)
             )
         except StoreUnavailable:
             # Degrade, never fail: the gate and the pace spare Graph and our budgets, but
@@ -182,12 +172,12 @@ class GraphPacer:
         return Turn(bool(admitted), int(wait) / MICROSECONDS, bool(gated))
 
     def _run(self, operation: Callable[[], Any]) -> Any:
-        """The store's `run`, skipped (StoreUnavailable at once) for UNAVAILABLE_PAUSE after
+        """The gateway's `run`, skipped (StoreUnavailable at once) for UNAVAILABLE_PAUSE after
         it failed."""
         if self.clock() < self._unavailable_until:
             raise StoreUnavailable("The pacer's Redis is unavailable.", STORE_RETRY_AFTER)
         try:
-            return self.store.run(operation)
+            return self.redis.run(operation)
         except StoreUnavailable:
             self._unavailable_until = self.clock() + UNAVAILABLE_PAUSE
             raise
@@ -199,7 +189,7 @@ class GraphPacer:
             return
         try:
             moved = self._run(
-                lambda: self.store.script(CLOSE_GATE)(keys=self.keys[1:], args=[microseconds])
+                lambda: self.redis.script(CLOSE_GATE)(keys=self.keys[1:], args=[microseconds])
             )
         except StoreUnavailable:
             # This call still waits its own Retry-After in the retry loop; only the others

@@ -57,7 +57,7 @@ class Readiness(MethodView):
             "config": {"status": "ok"},
         }
         try:
-            found.store.ping()
+            found.redis.ping()
             checks["redis"] = {"status": "ok"}
         except StoreUnavailable:
             checks["redis"] = {

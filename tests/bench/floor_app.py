@@ -1,7 +1,7 @@
 """The floor of our own stack: the least a replay can cost with Flask, gunicorn and redis-py.
 
 POST /v1/meetings reads the body's bookingId, finds the caller by the SHA-256 of its bearer
-key in a dict, does one Redis GET of the key the service reads (service.storage.store.key) and
+key in a dict, does one Redis GET of the key the service reads (service.storage.keys.booking) and
 answers the stored text as application/json, 200; GET /v1/meetings/<id> likewise. It reads
 the records the service stored (same CLIENTS_FILE and REDIS_URL), under the service's
 gunicorn settings: `gunicorn -c python:service.gunicorn_conf tests.bench.floor_app:app`.
@@ -16,7 +16,7 @@ from flask import Flask, Response, request
 
 from service.config import parse_redis_url
 from service.domain.callers import key_digest, load_callers
-from service.storage import redis_client, store
+from service.storage import keys, redis_client
 
 REDIS_TIMEOUT_SECONDS = 0.5  # the service's default REDIS_TIMEOUT_SECONDS
 
@@ -42,7 +42,7 @@ def stored(booking_id: object) -> Response:
         return Response(status=401)
     if not isinstance(booking_id, str):
         return Response(status=400)
-    record = redis.get(store.key("booking", caller, booking_id))
+    record = redis.get(keys.booking(caller, booking_id))
     if record is None:
         return Response(status=404)
     return Response(record, status=200, mimetype="application/json")

@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from service.storage import store
+from service.storage import keys
 from tests.bench import measure
 from tests.bench.direct_client import SUBJECT, DirectGraphClient
 from tests.bench.measure import median, percentile
@@ -361,7 +361,7 @@ def _fill(
     client: redis.Redis, caller_id: str, record: bytes, ttl_ms: int, first: int, last: int
 ) -> None:
     """Copies of `record` under keys of the service's shape, numbered first..last."""
-    prefix, suffix = store.key("booking", caller_id, "\0").split("\0")
+    prefix, suffix = keys.booking(caller_id, "\0").split("\0")
     fill = client.register_script(FILL)
     for start in range(first, last + 1, FILL_BATCH):
         end = min(last, start + FILL_BATCH - 1)
@@ -398,7 +398,7 @@ def cost_as_work_grows(bench: Bench) -> tuple[str, list[Figure]]:
             "replay-growing",
             [Request("POST", "/v1/meetings", json.dumps(b, separators=(",", ":"))) for b in bodies],
         )
-        real = store.key("booking", rig.caller.id, bodies[0]["bookingId"])
+        real = keys.booking(rig.caller.id, bodies[0]["bookingId"])
         record, ttl_ms = client.get(real), int(client.pttl(real))
         assert isinstance(record, bytes)
         stored = PROVISIONED
@@ -422,7 +422,7 @@ def cost_as_work_grows(bench: Bench) -> tuple[str, list[Figure]]:
                     for g, r in zip(runs["growing"], runs["reference"], strict=True)
                 )
             )
-        keys = client.dbsize()
+        key_count = client.dbsize()
     finally:
         instance.stop()
         server.stop()  # gives its memory back before the next scenarios
@@ -434,7 +434,7 @@ def cost_as_work_grows(bench: Bench) -> tuple[str, list[Figure]]:
         f"6 cost as the work grows: replay p50 {values} ms with {levels} stored bookings, "
         f"{relatives} × the p50 of a reference instance alternated with it (last ÷ first "
         f"{flat:.2f}, target flat); copies written with Lua batches: "
-        f"{', '.join(fills)} ({keys:,} keys at the end); Redis memory {per_booking:.0f} bytes "
+        f"{', '.join(fills)} ({key_count:,} keys at the end); Redis memory {per_booking:.0f} bytes "
         f"per booking over {settings.memory_bookings} created (target ≤ 1 KiB)"
     )
     figures = [

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from service.storage.store import key
+from service.storage import keys
 from tests.support.contract import validator
 from tests.support.factories import booking
 from tests.support.problems import assert_problem
@@ -211,7 +211,7 @@ def test_rebooking_after_the_store_lost_the_cancellation(client, emulator, organ
     body = booking(organizer)
     first = client.post(body).json()
     assert client.delete(body["bookingId"]).status_code == 204
-    redis_server.client().delete(key("booking", "booking-eu", body["bookingId"]))
+    redis_server.client().delete(keys.booking("booking-eu", body["bookingId"]))
 
     again = client.post(body)
     assert again.status_code == 201, again.text

@@ -24,7 +24,7 @@ import requests
 from local_stack.processes import wait_until
 from redis.cluster import key_slot
 
-from service.storage.store import key
+from service.storage import keys
 from tests.support.emulator import EmulatorHandle
 from tests.support.factories import booking
 from tests.support.fault_table import Tally
@@ -100,7 +100,7 @@ def sentinel_group(tmp_path: Path) -> Iterator[SentinelGroup]:
 
 
 def slot_of(caller_id: str, body: dict[str, Any]) -> int:
-    return key_slot(key("booking", caller_id, body["bookingId"]).encode())
+    return key_slot(keys.booking(caller_id, body["bookingId"]).encode())
 
 
 def bookings_on(

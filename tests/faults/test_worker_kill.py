@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from local_stack.processes import wait_until
 
-from service.storage.store import key
+from service.storage import keys
 from tests.support.factories import booking
 from tests.support.fault_table import booking_external_id, graph_requests_of
 from tests.support.processes import kill_the_worker_serving, workers_of
@@ -32,7 +32,7 @@ def test_a_worker_killed_mid_call_leaves_one_meeting_that_the_retry_returns(
     caller = callers["eu"]
     body = booking(organizer)
     external_id = booking_external_id(caller.id, body["bookingId"])
-    lock_key = key("lock", caller.id, body["bookingId"])
+    lock_key = keys.lock(caller.id, body["bookingId"])
     # Graph creates the meeting at once, then holds its answer back for 2 s.
     emulator.add_fault(
         target="createOrGet",
@@ -56,7 +56,7 @@ def test_a_worker_killed_mid_call_leaves_one_meeting_that_the_retry_returns(
 
     # The dead worker's lock is still there; nothing was stored.
     assert redis_server.client().pttl(lock_key) > 0
-    assert redis_server.client().get(key("booking", caller.id, body["bookingId"])) is None
+    assert redis_server.client().get(keys.booking(caller.id, body["bookingId"])) is None
     wait_until(
         lambda: len(workers_of(service)) == 2 and victim not in workers_of(service),
         15,

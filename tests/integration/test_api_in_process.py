@@ -18,7 +18,7 @@ from service.config import Settings
 from service.domain.booking import external_id
 from service.domain.record import BookingRecord
 from service.foundation.errors import TYPE_PREFIX
-from service.storage.store import legacy_key
+from service.storage import keys
 
 pytestmark = pytest.mark.integration
 
@@ -166,7 +166,7 @@ def test_a_booking_cancelled_under_the_old_key_name_is_booked_again_with_a_new_g
         meeting={"id": "cancelled-meeting"},
         graph_request_id=None,
     ).cancelled()
-    old_name = legacy_key("booking", caller_id, body["bookingId"])
+    old_name = keys.legacy_booking(caller_id, body["bookingId"])
     redis.Redis.from_url(redis_server.url).set(old_name, tombstone.to_json(), ex=3600)
     created = app_client.post("/v1/meetings", json=body, headers=headers)
     assert created.status_code == 201, created.get_data(as_text=True)

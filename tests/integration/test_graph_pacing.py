@@ -20,9 +20,9 @@ from redis.retry import Retry
 from service.config import Settings, parse_redis_url
 from service.foundation.backoff import Budget
 from service.foundation.errors import GraphUnavailable
-from service.graph.pacing import UNAVAILABLE_PAUSE, GraphPacer, Refused, gate_key, pace_key
-from service.storage import redis_client
-from service.storage.store import BookingStore
+from service.graph.pacing import UNAVAILABLE_PAUSE, GraphPacer, Refused
+from service.storage import keys, redis_client
+from service.storage.gateway import RedisGateway
 from service.wiring import Services
 from tests.support.redis_topologies import Cluster
 
@@ -34,15 +34,15 @@ APP = "pacing-test-app"
 SLACK = 0.035
 
 
-def store_on(url: str) -> BookingStore:
+def redis_on(url: str) -> RedisGateway:
     client = redis.Redis.from_url(
         url, decode_responses=True, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
     )
-    return BookingStore(client, ttl_seconds=60, lock_ttl=5)
+    return RedisGateway(client, timeout=0.5)
 
 
 @pytest.fixture
-def url(flushed_store: BookingStore, module_redis) -> str:
+def url(flushed_redis: RedisGateway, module_redis) -> str:
     return str(module_redis.url)
 
 
@@ -52,7 +52,7 @@ def pacing(outcome: str) -> float:
 
 def test_calls_of_many_threads_and_pacers_are_spaced_one_interval_apart(url):
     interval = 0.05  # 20/second
-    pacers = [GraphPacer(store_on(url), APP, interval=interval) for _ in range(2)]
+    pacers = [GraphPacer(redis_on(url), APP, interval=interval) for _ in range(2)]
     sent: list[float] = []
     lock = threading.Lock()
 
@@ -79,7 +79,7 @@ def test_calls_of_many_threads_and_pacers_are_spaced_one_interval_apart(url):
 
 
 def test_a_turn_beyond_the_budget_is_refused_and_reserves_nothing(url):
-    pacer = GraphPacer(store_on(url), APP, interval=1.0)
+    pacer = GraphPacer(redis_on(url), APP, interval=1.0)
     first = pacer.reserve(10)
     assert first is not None and first.admitted and first.wait == 0
 
@@ -95,8 +95,8 @@ def test_a_turn_beyond_the_budget_is_refused_and_reserves_nothing(url):
 
 
 def test_the_gate_one_pacer_closes_holds_back_another(url):
-    closing = GraphPacer(store_on(url), APP, interval=None)
-    other = GraphPacer(store_on(url), APP, interval=None)  # another worker or replica
+    closing = GraphPacer(redis_on(url), APP, interval=None)
+    other = GraphPacer(redis_on(url), APP, interval=None)  # another worker or replica
     closing.close_gate(0.6)
     closing.close_gate(0.1)  # a shorter Retry-After never shortens the gate
 
@@ -107,13 +107,13 @@ def test_the_gate_one_pacer_closes_holds_back_another(url):
     assert refused is not None and not refused.admitted and refused.gated
 
     # Another app has its own gate.
-    elsewhere = GraphPacer(store_on(url), "another-app", interval=None).reserve(10)
+    elsewhere = GraphPacer(redis_on(url), "another-app", interval=None).reserve(10)
     assert elsewhere is not None and elsewhere.wait == 0
 
 
 def test_the_pace_resumes_after_the_gate_without_a_burst(url):
     interval = 0.1
-    pacer = GraphPacer(store_on(url), APP, interval=interval)
+    pacer = GraphPacer(redis_on(url), APP, interval=interval)
     pacer.close_gate(0.5)
     waits = []
     for _ in range(3):
@@ -129,7 +129,7 @@ def test_without_redis_calls_go_out_unpaced_and_paced_again_when_it_returns(tmp_
     server = RedisServer(tmp_path / "redis").start()
     try:
         now = [0.0]  # the pacer's monotonic clock, moved by hand
-        pacer = GraphPacer(store_on(server.url), APP, interval=10.0, clock=lambda: now[0])
+        pacer = GraphPacer(redis_on(server.url), APP, interval=10.0, clock=lambda: now[0])
         pacer.take_turn(Budget(5))  # the first call: no wait, the next turn is 10 s away
         server.stop()
         before = pacing("unpaced")
@@ -159,7 +159,7 @@ def test_graphs_retry_after_to_one_client_delays_the_others_call(
 ):
     settings = Settings.from_env(service_env())
     redis.Redis.from_url(redis_server.url).delete(
-        gate_key(settings.client_id), pace_key(settings.client_id)
+        keys.graph_gate(settings.client_id), keys.graph_pace(settings.client_id)
     )
     first, second = Services.from_settings(settings), Services.from_settings(settings)
     for services in (first, second):
@@ -209,7 +209,7 @@ def test_a_turn_after_the_budget_is_a_503_and_graph_is_not_called(
     assert raised.value.headers["Retry-After"] == "3"
     sent = [r for r in emulator.stats()["requests"] if (r.get("body") or {}) == body]
     assert not sent
-    redis.Redis.from_url(redis_server.url).delete(gate_key(settings.client_id))
+    redis.Redis.from_url(redis_server.url).delete(keys.graph_gate(settings.client_id))
 
 
 def test_the_scripts_run_on_a_redis_cluster(tmp_path):
@@ -218,8 +218,8 @@ def test_the_scripts_run_on_a_redis_cluster(tmp_path):
     cluster = Cluster(tmp_path / "cluster").start()
     try:
         target = parse_redis_url(cluster.url)
-        store = BookingStore(lambda: redis_client.build(target, 0.5), ttl_seconds=60, lock_ttl=5)
-        pacer = GraphPacer(store, APP, interval=0.5)
+        gateway = RedisGateway(lambda: redis_client.build(target, 0.5), timeout=0.5)
+        pacer = GraphPacer(gateway, APP, interval=0.5)
         before = pacing("unpaced")
         pacer.close_gate(0.2)
         first, second = pacer.reserve(5), pacer.reserve(5)

@@ -15,7 +15,7 @@ from redis.retry import Retry
 from service.core.rate_limits import CallerRateLimits
 from service.domain.callers import Caller
 from service.foundation.errors import RateLimited
-from service.storage.store import BookingStore
+from service.storage.gateway import RedisGateway
 
 pytestmark = pytest.mark.integration
 
@@ -36,15 +36,15 @@ def server(tmp_path):
 
 
 @pytest.fixture
-def store(server) -> BookingStore:
+def gateway(server) -> RedisGateway:
     client = redis.Redis.from_url(
         server.url, decode_responses=True, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
     )
-    return BookingStore(client, ttl_seconds=60, lock_ttl=5)
+    return RedisGateway(client, timeout=0.5)
 
 
-def test_the_limit_counts_and_answers_with_its_headers(store):
-    checker = CallerRateLimits(store, None)
+def test_the_limit_counts_and_answers_with_its_headers(gateway):
+    checker = CallerRateLimits(gateway, None)
     checker.check(LIMITED)
     checker.check(LIMITED)
     with pytest.raises(RateLimited) as raised:
@@ -55,8 +55,8 @@ def test_the_limit_counts_and_answers_with_its_headers(store):
     assert 1 <= int(headers["Retry-After"]) <= 60
 
 
-def test_while_redis_is_down_the_limit_is_not_enforced(server, store):
-    checker = CallerRateLimits(store, None)
+def test_while_redis_is_down_the_limit_is_not_enforced(server, gateway):
+    checker = CallerRateLimits(gateway, None)
     checker.check(LIMITED)
     checker.check(LIMITED)  # the limit is used up
     server.stop()
@@ -73,13 +73,13 @@ def test_while_redis_is_down_the_limit_is_not_enforced(server, store):
     assert unenforced() - before == 5
 
 
-def test_a_caller_without_a_limit_is_not_counted_and_the_default_applies(server, store):
+def test_a_caller_without_a_limit_is_not_counted_and_the_default_applies(server, gateway):
     server.stop()
     before = unenforced()
-    CallerRateLimits(store, None).check(FREE)
+    CallerRateLimits(gateway, None).check(FREE)
     assert unenforced() == before  # nothing to enforce, so nothing unenforced
     server.start()
-    checker = CallerRateLimits(store, "1/minute")
+    checker = CallerRateLimits(gateway, "1/minute")
     checker.check(FREE)
     with pytest.raises(RateLimited):
         checker.check(FREE)

@@ -16,10 +16,12 @@ from redis.cluster import key_slot
 
 from service.config import ConfigError, Settings, parse_redis_url
 from service.core import quota
-from service.core.quota import MonthlyCounters, counter_key, legacy_counter_key
+from service.core.quota import MonthlyCounters
 from service.domain.record import BookingRecord, Status
-from service.storage import redis_client, store
-from service.storage.store import BookingStore, key, legacy_key, waiting_key, wake_key
+from service.storage import booking_lock, keys, redis_client
+from service.storage.booking_lock import BookingLocks
+from service.storage.gateway import RedisGateway
+from service.storage.store import BookingStore
 from tests.support.redis_topologies import Cluster, TlsRedis
 
 pytestmark = pytest.mark.integration
@@ -138,30 +140,30 @@ def test_tls_files_need_a_tls_url_and_come_in_pairs(tmp_path):
 
 SCRIPTS = {
     "release-if-owner": (
-        store.RELEASE_IF_OWNER,
+        booking_lock.RELEASE_IF_OWNER,
         [
-            key("lock", "booking-eu", "room:1:x"),
-            waiting_key("booking-eu", "room:1:x"),
-            wake_key("booking-eu", "room:1:x", "token"),
+            keys.lock("booking-eu", "room:1:x"),
+            keys.waiting("booking-eu", "room:1:x"),
+            keys.wake("booking-eu", "room:1:x", "token"),
         ],
     ),
     "holder-to-wait-for": (
-        store.HOLDER_TO_WAIT_FOR,
-        [key("lock", "booking-eu", "room:1:x"), waiting_key("booking-eu", "room:1:x")],
+        booking_lock.HOLDER_TO_WAIT_FOR,
+        [keys.lock("booking-eu", "room:1:x"), keys.waiting("booking-eu", "room:1:x")],
     ),
-    "reserve-under-limit": (quota.RESERVE_UNDER_LIMIT, [counter_key(ORGANIZER, "2026-11")]),
+    "reserve-under-limit": (quota.RESERVE_UNDER_LIMIT, [keys.quota_counter(ORGANIZER, "2026-11")]),
 }
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_every_script_names_its_keys_in_keys_and_touches_one_slot(name):
-    source, keys = SCRIPTS[name]
+    source, names = SCRIPTS[name]
     # Every key a redis.call touches is KEYS[n]: no key is spelled or built in Lua.
     calls = re.findall(r"redis\.call\('(\w+)',\s*([^,)]+)", source)
     assert calls and all(re.fullmatch(r"KEYS\[\d+\]", target) for _, target in calls), calls
     used = {int(n) for n in re.findall(r"KEYS\[(\d+)\]", source)}
-    assert used == set(range(1, len(keys) + 1))
-    assert len({key_slot(k.encode()) for k in keys}) == 1
+    assert used == set(range(1, len(names) + 1))
+    assert len({key_slot(k.encode()) for k in names}) == 1
 
 
 @pytest.mark.parametrize(
@@ -169,16 +171,16 @@ def test_every_script_names_its_keys_in_keys_and_touches_one_slot(name):
     [("booking-eu", "b-1"), ("rooms", "room-42:2026-11-23T09:00"), ("a.b_c-d", "x~y.z_:-:")],
 )
 def test_a_bookings_keys_share_a_slot(caller, booking_id):
-    booking, lock = key("booking", caller, booking_id), key("lock", caller, booking_id)
+    booking, lock = keys.booking(caller, booking_id), keys.lock(caller, booking_id)
     assert booking == f"mps:v1:booking:{{{caller}:{booking_id}}}"
     assert key_slot(booking.encode()) == key_slot(lock.encode())
-    for other in (waiting_key(caller, booking_id), wake_key(caller, booking_id, "t")):
+    for other in (keys.waiting(caller, booking_id), keys.wake(caller, booking_id, "t")):
         assert key_slot(booking.encode()) == key_slot(other.encode())
     assert key_slot(booking.encode()) == key_slot(f"{caller}:{booking_id}".encode())
 
 
 def test_an_organizers_counters_share_a_slot():
-    months = [counter_key(ORGANIZER, month) for month in ("2026-11", "2026-12", "2027-01")]
+    months = [keys.quota_counter(ORGANIZER, month) for month in ("2026-11", "2026-12", "2027-01")]
     assert len({key_slot(k.encode()) for k in months}) == 1
     assert months[0] == f"mps:v1:quota:{{{ORGANIZER}}}:2026-11"
 
@@ -194,9 +196,19 @@ def cluster(tmp_path_factory):
 
 
 @pytest.fixture
-def cluster_store(cluster):
+def cluster_redis(cluster):
     target = parse_redis_url(cluster.url)
-    return BookingStore(lambda: redis_client.build(target, 0.5), ttl_seconds=60, lock_ttl=5)
+    return RedisGateway(lambda: redis_client.build(target, 0.5), timeout=0.5)
+
+
+@pytest.fixture
+def cluster_store(cluster_redis):
+    return BookingStore(cluster_redis, ttl_seconds=60)
+
+
+@pytest.fixture
+def cluster_locks(cluster_redis):
+    return BookingLocks(cluster_redis, ttl=5)
 
 
 def record(booking_id: str) -> BookingRecord:
@@ -214,50 +226,58 @@ def record(booking_id: str) -> BookingRecord:
 def test_the_servers_keyslot_agrees(cluster):
     with cluster.nodes[0].client() as client:
         for name in (
-            key("booking", "eu", "a:b"),
-            key("lock", "eu", "a:b"),
-            counter_key(ORGANIZER, "2026-11"),
+            keys.booking("eu", "a:b"),
+            keys.lock("eu", "a:b"),
+            keys.quota_counter(ORGANIZER, "2026-11"),
         ):
             assert client.execute_command("CLUSTER", "KEYSLOT", name) == key_slot(name.encode())
 
 
-def test_records_locks_and_scripts_on_a_cluster(cluster_store):
+def test_records_locks_and_scripts_on_a_cluster(cluster_redis, cluster_store, cluster_locks):
     ids = [f"b-{n}" for n in range(30)]  # spread over every primary
     for booking_id in ids:
         cluster_store.put("eu", booking_id, record(booking_id))
-        assert cluster_store.acquire("eu", booking_id, "t1")
-        assert not cluster_store.acquire("eu", booking_id, "t2")
-        cluster_store.release("eu", booking_id, "t2")  # not the owner: kept
-        assert cluster_store.locked("eu", booking_id)
-        cluster_store.release("eu", booking_id, "t1")
-        assert not cluster_store.locked("eu", booking_id)
+        first, second = (
+            cluster_locks.of("eu", booking_id, "t1"),
+            cluster_locks.of("eu", booking_id, "t2"),
+        )
+        assert first.acquire()
+        assert not second.acquire()
+        second.release_now()  # not the owner: kept
+        assert first.locked()
+        first.release_now()
+        assert not first.locked()
     assert [cluster_store.get("eu", b).booking_id for b in ids] == ids
-    assert cluster_store.ping()
+    assert cluster_redis.ping()
 
 
-def test_a_release_wakes_its_waiters_on_a_cluster(cluster_store):
+def test_a_release_wakes_its_waiters_on_a_cluster(cluster_locks):
     """The release script writes the lock and the wake list in one slot, and the blocking
     wait goes to that slot's primary, on every primary."""
     for booking_id in (f"w-{n}" for n in range(12)):
-        assert cluster_store.acquire("eu", booking_id, "t1")
-        assert cluster_store.holder_to_wait_for("eu", booking_id) == "t1"
+        holder, waiter = (
+            cluster_locks.of("eu", booking_id, "t1"),
+            cluster_locks.of("eu", booking_id),
+        )
+        assert holder.acquire()
+        assert waiter.holder_to_wait_for() == "t1"
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            woken = pool.submit(cluster_store.wait_for_release, "eu", booking_id, "t1", 0.3)
+            woken = pool.submit(waiter.wait_for_release, "t1", 0.3)
             time.sleep(0.05)
             released = time.monotonic()
-            cluster_store.release("eu", booking_id, "t1")
+            holder.release_now()
             assert woken.result(timeout=5), booking_id
             assert time.monotonic() - released < 0.1
-        assert not cluster_store.wait_for_release("eu", booking_id, "t2", 0.05)
+        assert not waiter.wait_for_release("t2", 0.05)
 
 
-def test_quota_counts_and_the_usage_gauges_read_every_primary(cluster, cluster_store):
-    counters = MonthlyCounters(cluster_store)
+def test_quota_counts_and_the_usage_gauges_read_every_primary(cluster, cluster_redis):
+    counters = MonthlyCounters(cluster_redis)
     # Four organizers on each of the three primaries.
     by_primary: dict[int, list[str]] = {}
     for n in range(1000):
         organizer = f"{n:08x}-4792-4def-b2c9-c363a1bf41d5"
-        slot = key_slot(counter_key(organizer, "2031-01").encode())
+        slot = key_slot(keys.quota_counter(organizer, "2031-01").encode())
         found = by_primary.setdefault(cluster.primary_of(slot).port, [])
         if len(found) < 4:
             found.append(organizer)
@@ -278,7 +298,9 @@ def test_an_unreachable_cluster_is_a_store_outage_not_a_failed_start():
     from service.foundation.errors import StoreUnavailable
 
     target = parse_redis_url("redis+cluster://127.0.0.1:1")
-    unreachable = BookingStore(lambda: redis_client.build(target, 0.2), ttl_seconds=60, lock_ttl=5)
+    unreachable = BookingStore(
+        RedisGateway(lambda: redis_client.build(target, 0.2), timeout=0.2), ttl_seconds=60
+    )
     with pytest.raises(StoreUnavailable):
         unreachable.get("eu", "b")
 
@@ -287,7 +309,7 @@ def test_an_unreachable_cluster_is_a_store_outage_not_a_failed_start():
 
 
 def test_a_record_under_the_old_name_is_still_read(module_redis, flushed_store):
-    old = legacy_key("booking", "booking-eu", "room-42:x")
+    old = keys.legacy_booking("booking-eu", "room-42:x")
     assert old == "mps:v1:booking:booking-eu:room-42:x"  # as releases before wrote it
     tombstone = record("room-42:x").cancelled()
     module_redis.client().set(old, tombstone.to_json(), ex=3600)
@@ -296,23 +318,23 @@ def test_a_record_under_the_old_name_is_still_read(module_redis, flushed_store):
     rebooked = replace(record("room-42:x"), generation=1)
     flushed_store.put("booking-eu", "room-42:x", rebooked)
     assert flushed_store.get("booking-eu", "room-42:x") == rebooked  # the new name wins
-    stored = redis.Redis.from_url(module_redis.url).get(key("booking", "booking-eu", "room-42:x"))
+    stored = redis.Redis.from_url(module_redis.url).get(keys.booking("booking-eu", "room-42:x"))
     assert stored.decode() == rebooked.to_stored()
 
 
-def test_a_counter_under_the_old_name_carries_on(module_redis, flushed_store):
-    counters = MonthlyCounters(flushed_store)
+def test_a_counter_under_the_old_name_carries_on(module_redis, flushed_redis):
+    counters = MonthlyCounters(flushed_redis)
     other = "11111111-4792-4def-b2c9-c363a1bf41d5"
-    module_redis.client().set(legacy_counter_key(ORGANIZER, "2031-02"), 7)
-    module_redis.client().set(legacy_counter_key(other, "2031-02"), 3)
+    module_redis.client().set(keys.legacy_quota_counter(ORGANIZER, "2031-02"), 7)
+    module_redis.client().set(keys.legacy_quota_counter(other, "2031-02"), 3)
     assert counters.created([ORGANIZER, other], "2031-02") == [7, 3]
     assert counters.reserve(ORGANIZER, "2031-02", limit=9) == 8
     assert counters.reserve(ORGANIZER, "2031-02", limit=9) == 9
     assert counters.reserve(ORGANIZER, "2031-02", limit=9) is None
     assert (
         0
-        < module_redis.client().ttl(counter_key(ORGANIZER, "2031-02"))
-        <= quota.COUNTER_TTL_SECONDS
+        < module_redis.client().ttl(keys.quota_counter(ORGANIZER, "2031-02"))
+        <= keys.COUNTER_TTL_SECONDS
     )
     assert counters.created_in("2031-02") == {ORGANIZER: 9, other: 3}
 
@@ -329,17 +351,19 @@ def test_tls_with_the_acl_user_and_a_client_certificate(tmp_path):
             client_cert=server.client_cert,
             client_key=server.client_key,
         )
-        tls_store = BookingStore(lambda: redis_client.build(target, 1), ttl_seconds=60, lock_ttl=5)
+        tls_redis = RedisGateway(lambda: redis_client.build(target, 1), timeout=1)
+        tls_store = BookingStore(tls_redis, ttl_seconds=60)
         tls_store.put("eu", "b", record("b"))
         found = tls_store.get("eu", "b")
         assert found is not None and found.booking_id == "b" and found.meeting == {"id": "m"}
-        assert tls_store.acquire("eu", "b", "t")
-        assert tls_store.holder_to_wait_for("eu", "b") == "t"
-        assert not tls_store.wait_for_release("eu", "b", "t", 0.05)
-        tls_store.release("eu", "b", "t")
-        assert tls_store.wait_for_release("eu", "b", "t", 0.05)
-        assert MonthlyCounters(tls_store).reserve(ORGANIZER, "2031-03", 5) == 1
-        assert MonthlyCounters(tls_store).created_in("2031-03") == {ORGANIZER: 1}
+        lock = BookingLocks(tls_redis, ttl=5).of("eu", "b", "t")
+        assert lock.acquire()
+        assert lock.holder_to_wait_for() == "t"
+        assert not lock.wait_for_release("t", 0.05)
+        lock.release_now()
+        assert lock.wait_for_release("t", 0.05)
+        assert MonthlyCounters(tls_redis).reserve(ORGANIZER, "2031-03", 5) == 1
+        assert MonthlyCounters(tls_redis).created_in("2031-03") == {ORGANIZER: 1}
         # The ACL user may touch nothing outside mps:*.
         client = redis_client.build(target, 1)
         with pytest.raises(redis.exceptions.NoPermissionError):

@@ -1,4 +1,5 @@
-"""service.storage.store against a real redis-server."""
+"""service.storage.store (and the booking lock's taking and letting go) against a real
+redis-server."""
 
 from __future__ import annotations
 
@@ -21,16 +22,29 @@ from redis.retry import Retry
 from service.domain import record_format
 from service.domain.record import FORMAT_VERSION, BookingRecord, Status
 from service.foundation.errors import StoreUnavailable
-from service.storage.store import BookingStore, key, legacy_key
+from service.storage import keys
+from service.storage.booking_lock import BookingLocks
+from service.storage.gateway import RedisGateway
+from service.storage.store import BookingStore
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def store(module_redis):
+def gateway(module_redis):
     client = redis.Redis.from_url(module_redis.url, decode_responses=True)
     client.flushdb()
-    return BookingStore(client, ttl_seconds=3600, lock_ttl=0.3)
+    return RedisGateway(client)
+
+
+@pytest.fixture
+def store(gateway):
+    return BookingStore(gateway, ttl_seconds=3600)
+
+
+@pytest.fixture
+def locks(gateway):
+    return BookingLocks(gateway, ttl=0.3)
 
 
 def record(booking_id: str = "b:1", **changes) -> BookingRecord:
@@ -69,8 +83,8 @@ def test_records_round_trip_with_the_ttl(store, module_redis):
     stored = record()
     store.put("eu", "b:1", stored)
     assert store.get("eu", "b:1") == stored
-    assert 3590 < module_redis.client().ttl(key("booking", "eu", "b:1")) <= 3600
-    raw = stored_document(module_redis, key("booking", "eu", "b:1"))
+    assert 3590 < module_redis.client().ttl(keys.booking("eu", "b:1")) <= 3600
+    raw = stored_document(module_redis, keys.booking("eu", "b:1"))
     assert raw["formatVersion"] == FORMAT_VERSION
 
 
@@ -111,7 +125,7 @@ WRITTEN_BEFORE_RECORD_TYPE = {
 
 def test_records_written_before_the_record_type_keep_loading(store, module_redis):
     for name, raw in WRITTEN_BEFORE_RECORD_TYPE.items():
-        module_redis.client().set(key("booking", "eu", name), raw)
+        module_redis.client().set(keys.booking("eu", name), raw)
     active = store.get("eu", "active")
     assert active.is_active and active.generation == 0
     assert active.booking_id == "room-42:2026-11-23T09:00"
@@ -126,17 +140,17 @@ def test_records_written_before_the_record_type_keep_loading(store, module_redis
     # Written back, each keeps every field it had, now with a format version.
     for name, raw in WRITTEN_BEFORE_RECORD_TYPE.items():
         store.put("eu", name, store.get("eu", name))
-        rewritten = stored_document(module_redis, key("booking", "eu", name))
+        rewritten = stored_document(module_redis, keys.booking("eu", name))
         assert rewritten.pop("formatVersion") == FORMAT_VERSION
         before = {"status": "active", "generation": 0, **json.loads(raw)}
         assert rewritten == before
 
 
 def test_an_unreadable_record_is_absent_and_a_newer_one_is_unavailable(store, module_redis):
-    module_redis.client().set(key("booking", "eu", "junk"), "[1, 2]")
+    module_redis.client().set(keys.booking("eu", "junk"), "[1, 2]")
     assert store.get("eu", "junk") is None
     newer = json.loads(record().to_json()) | {"formatVersion": FORMAT_VERSION + 1}
-    module_redis.client().set(key("booking", "eu", "newer"), json.dumps(newer))
+    module_redis.client().set(keys.booking("eu", "newer"), json.dumps(newer))
     with pytest.raises(StoreUnavailable):
         store.get("eu", "newer")
 
@@ -147,42 +161,44 @@ def test_bookings_are_kept_per_caller(store):
     assert store.get("eu", "b").booking_id == "b"
 
 
-def test_only_one_request_holds_a_booking_lock(store):
-    assert store.acquire("eu", "b", "first")
-    assert not store.acquire("eu", "b", "second")
-    assert store.acquire("eu", "other", "second")
-    assert store.locked("eu", "b")
-    store.release("eu", "b", "first")
-    assert not store.locked("eu", "b")
+def test_only_one_request_holds_a_booking_lock(locks):
+    assert locks.of("eu", "b", "first").acquire()
+    assert not locks.of("eu", "b", "second").acquire()
+    assert locks.of("eu", "other", "second").acquire()
+    assert locks.of("eu", "b").locked()
+    locks.of("eu", "b", "first").release_now()
+    assert not locks.of("eu", "b").locked()
 
 
-def test_a_resent_acquire_finds_its_own_lock(store):
+def test_a_resent_acquire_finds_its_own_lock(locks):
     """redis-py resends a SET whose answer timed out; when the first one landed, the lock
     is the sender's own and must count as taken, not as held by someone else."""
-    assert store.acquire("eu", "b", "mine")
-    assert store.acquire("eu", "b", "mine")
-    assert not store.acquire("eu", "b", "theirs")
+    mine = locks.of("eu", "b", "mine")
+    assert mine.acquire()
+    assert mine.acquire()
+    assert not locks.of("eu", "b", "theirs").acquire()
 
 
-def test_an_expired_lock_is_not_released_by_its_former_owner(store):
-    former, current = "former", "current"
-    assert store.acquire("eu", "b", former)
+def test_an_expired_lock_is_not_released_by_its_former_owner(locks):
+    former, current = locks.of("eu", "b", "former"), locks.of("eu", "b", "current")
+    assert former.acquire()
     time.sleep(0.4)  # past the 0.3 s lock TTL
-    assert store.acquire("eu", "b", current)
-    store.release("eu", "b", former)  # compare-and-delete: not the owner any more
-    assert store.locked("eu", "b")
-    store.release("eu", "b", current)
-    assert not store.locked("eu", "b")
+    assert current.acquire()
+    former.release_now()  # compare-and-delete: not the owner any more
+    assert current.locked()
+    current.release_now()
+    assert not current.locked()
 
 
 def test_an_unreachable_redis_is_store_unavailable(redis_server):
     client = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
-    store = BookingStore(client, ttl_seconds=60, lock_ttl=1)
+    gateway = RedisGateway(client)
+    store = BookingStore(gateway, ttl_seconds=60)
     for operation in (
         lambda: store.get("eu", "b"),
         lambda: store.put("eu", "b", record()),
-        lambda: store.acquire("eu", "b", "token"),
-        store.ping,
+        BookingLocks(gateway, ttl=1).of("eu", "b", "token").acquire,
+        gateway.ping,
     ):
         with pytest.raises(StoreUnavailable) as raised:
             operation()
@@ -281,7 +297,7 @@ def every_kind() -> dict[str, BookingRecord]:
 def test_every_kind_of_record_round_trips_compressed(store, module_redis, kind):
     record_ = every_kind()[kind]
     store.put("eu", "b", record_)
-    envelope = stored_envelope(module_redis, key("booking", "eu", "b"))
+    envelope = stored_envelope(module_redis, keys.booking("eu", "b"))
     assert envelope["formatVersion"] == FORMAT_VERSION
     assert envelope["d"] == record_format.CURRENT_DICTIONARY
     found = store.get("eu", "b")
@@ -294,7 +310,7 @@ def test_a_realistic_record_is_stored_in_under_a_kilobyte(store, module_redis):
     record_ = realistic()
     assert len(record_.to_json().encode()) > 2500  # Graph's whole onlineMeeting is in it
     store.put("eu", "room-42:2026-11-23T09:00", record_)
-    name = key("booking", "eu", "room-42:2026-11-23T09:00")
+    name = keys.booking("eu", "room-42:2026-11-23T09:00")
     # MEMORY USAGE counts the key, the value and Redis's own bookkeeping for them.
     assert module_redis.client().memory_usage(name, samples=0) < 1024
     # Under 640 bytes: the value then fits jemalloc's 640-byte size class.
@@ -305,8 +321,8 @@ def test_format_2_text_records_are_still_read_under_either_name(store, module_re
     pending = realistic(**PENDING)
     document = json.loads(pending.to_json()) | {"formatVersion": 2}
     as_written = json.dumps(document, separators=(",", ":"), sort_keys=True)
-    module_redis.client().set(key("booking", "eu", "new"), as_written)
-    module_redis.client().set(legacy_key("booking", "eu", "old"), as_written)
+    module_redis.client().set(keys.booking("eu", "new"), as_written)
+    module_redis.client().set(keys.legacy_booking("eu", "old"), as_written)
     assert store.get("eu", "new") == pending
     assert store.get("eu", "old") == pending
     assert store.get("eu", "old").options_pending
@@ -347,7 +363,7 @@ def test_garbage_bytes_count_as_absent(store, module_redis):
     }
     client = redis.Redis.from_url(module_redis.url)
     for name, value in garbage.items():
-        client.set(key("booking", "eu", name), value)
+        client.set(keys.booking("eu", name), value)
     for name in garbage:
         assert store.get("eu", name) is None, name
     # The store repairs such a record by writing it again.
@@ -374,10 +390,10 @@ def test_compressed_records_of_a_newer_release_are_unavailable(store, module_red
     }
     client = redis.Redis.from_url(module_redis.url)
     for name, value in newer.items():
-        client.set(key("booking", "eu", name), value)
+        client.set(keys.booking("eu", name), value)
         with pytest.raises(StoreUnavailable):
             store.get("eu", name)
-        assert client.get(key("booking", "eu", name)) == value  # left as it was
+        assert client.get(keys.booking("eu", name)) == value  # left as it was
 
 
 def test_a_release_before_format_3_reads_an_envelope_as_a_newer_record():
@@ -394,5 +410,5 @@ def test_a_wrong_dictionary_is_damage_not_a_wrong_record(store, module_redis):
     text = realistic().to_json().encode()
     stream = compressor.compress(text) + compressor.flush()
     value = envelope_of(z=base64.b64encode(stream).decode())
-    redis.Redis.from_url(module_redis.url).set(key("booking", "eu", "b"), value)
+    redis.Redis.from_url(module_redis.url).set(keys.booking("eu", "b"), value)
     assert store.get("eu", "b") is None

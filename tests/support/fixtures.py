@@ -20,6 +20,7 @@ from local_stack.api_server import service_environment
 from local_stack.clients import Caller, write_clients_file
 from local_stack.redis_server import RedisServer
 
+from service.storage.gateway import RedisGateway
 from service.storage.store import BookingStore
 from tests.support.emulator import EmulatorHandle, EmulatorSetup, default_config, start_emulator
 from tests.support.stack import Client, ServiceProcess
@@ -64,11 +65,17 @@ def module_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
-def flushed_store(module_redis: RedisServer) -> BookingStore:
-    """A BookingStore on the module's own Redis, emptied first (locks live 5 s)."""
+def flushed_redis(module_redis: RedisServer) -> RedisGateway:
+    """A RedisGateway to the module's own Redis, emptied first."""
     client = redis.Redis.from_url(module_redis.url, decode_responses=True)
     client.flushdb()
-    return BookingStore(client, ttl_seconds=3600, lock_ttl=5)
+    return RedisGateway(client)
+
+
+@pytest.fixture
+def flushed_store(flushed_redis: RedisGateway) -> BookingStore:
+    """A BookingStore on the module's own Redis, emptied first."""
+    return BookingStore(flushed_redis, ttl_seconds=3600)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from service.config import RATE_LIMIT_SPARE, send_interval
-from service.graph.pacing import gate_key, pace_key
+from service.storage import keys
 
 pytestmark = pytest.mark.unit
 
@@ -19,10 +19,10 @@ def hash_tag(key: str) -> str:
 
 
 def test_pace_and_gate_share_the_apps_hash_tag():
-    assert pace_key(APP) == f"mps:v1:graph-pace:{{{APP}}}"
-    assert gate_key(APP) == f"mps:v1:graph-gate:{{{APP}}}"
-    assert hash_tag(pace_key(APP)) == hash_tag(gate_key(APP)) == APP
-    assert hash_tag(pace_key("other")) != hash_tag(pace_key(APP))
+    assert keys.graph_pace(APP) == f"mps:v1:graph-pace:{{{APP}}}"
+    assert keys.graph_gate(APP) == f"mps:v1:graph-gate:{{{APP}}}"
+    assert hash_tag(keys.graph_pace(APP)) == hash_tag(keys.graph_gate(APP)) == APP
+    assert hash_tag(keys.graph_pace("other")) != hash_tag(keys.graph_pace(APP))
 
 
 @pytest.mark.parametrize(

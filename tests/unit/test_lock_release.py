@@ -4,42 +4,64 @@ seconds; the lock's TTL is longer), and never past the last retry."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from service.foundation.errors import StoreUnavailable
-from service.storage import booking_lock
-from service.storage.booking_lock import LaterReleases
+from service.storage import keys
+from service.storage.booking_lock import BookingLocks, LaterReleases
 
 pytestmark = pytest.mark.unit
 
 
-class FlakyStore:
+class FlakyRedis:
+    """A gateway whose first `failures` commands find Redis unreachable; it records the
+    keys and arguments of every script call."""
+
     def __init__(self, failures: int) -> None:
         self.failures = failures
-        self.calls: list[tuple[str, str, str]] = []
+        self.calls: list[tuple[list[str], list[Any]]] = []
         self.released = threading.Event()
+        self.timeout = None
 
-    def release(self, caller_id: str, booking_id: str, token: str) -> None:
-        self.calls.append((caller_id, booking_id, token))
+    def script(self, source: str) -> Callable[..., int]:
+        def call(keys: list[str], args: list[Any]) -> int:
+            self.calls.append((keys, args))
+            return 1
+
+        return call
+
+    def run(self, operation: Callable[[], Any]) -> Any:
+        result = operation()
         if len(self.calls) <= self.failures:
             raise StoreUnavailable("down", 2.0)
         self.released.set()
+        return result
 
 
-def test_a_failed_release_is_tried_again_until_it_succeeds(monkeypatch):
+def test_a_failed_release_is_tried_again_until_it_succeeds():
     later = LaterReleases(delays=(0.01, 0.02, 0.04))
-    monkeypatch.setattr(booking_lock, "LATER", later)
-    store = FlakyStore(failures=3)
-    booking_lock.release(store, "eu", "b:1", "t")  # type: ignore[arg-type]
-    assert store.released.wait(5)
-    assert store.calls == [("eu", "b:1", "t")] * 4
+    redis = FlakyRedis(failures=3)
+    lock = BookingLocks(redis, ttl=5, later=later).of("eu", "b:1", "t")  # type: ignore[arg-type]
+    lock.release()
+    assert redis.released.wait(5)
+    names = [keys.lock("eu", "b:1"), keys.waiting("eu", "b:1"), keys.wake("eu", "b:1", "t")]
+    assert redis.calls == [(names, ["t", keys.WAKE_TTL_MS])] * 4
     assert later.pending() == 0
 
 
 def test_retries_stop_after_the_last_delay():
     later = LaterReleases(delays=(0.01, 0.01))
-    store = FlakyStore(failures=100)
-    later.add(store, "eu", "b", "t")  # type: ignore[arg-type]
+    redis = FlakyRedis(failures=100)
+    lock = BookingLocks(redis, ttl=5, later=later).of("eu", "b", "t")  # type: ignore[arg-type]
+    later.add(lock.release_now)
     threading.Event().wait(0.3)
-    assert len(store.calls) == 2 and later.pending() == 0
+    assert len(redis.calls) == 2 and later.pending() == 0
+
+
+def test_a_lock_never_tried_releases_nothing():
+    redis = FlakyRedis(failures=0)
+    BookingLocks(redis, ttl=5).of("eu", "b").release()  # type: ignore[arg-type]
+    assert redis.calls == []
