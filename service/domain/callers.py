@@ -90,6 +90,7 @@ def by_app_id(callers: Mapping[str, Caller], app_id: str) -> Caller | None:
 
 
 def load_callers(path: Path) -> dict[str, Caller]:
+    """CLIENTS_FILE's callers; every problem of every entry in one CallerRegistryError."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -97,86 +98,125 @@ def load_callers(path: Path) -> dict[str, Caller]:
     entries = document.get("clients") if isinstance(document, dict) else None
     if not isinstance(entries, list) or not entries:
         raise CallerRegistryError(['expected {"clients": [...]} with at least one client'])
-
-    problems: list[str] = []
-    callers: dict[str, Caller] = {}
-    digests: set[str] = set()
-    app_ids: set[str] = set()
+    registry = _Registry()
     for index, entry in enumerate(entries):
-        where = f"clients[{index}]"
+        registry.add(f"clients[{index}]", entry)
+    if registry.problems:
+        raise CallerRegistryError(registry.problems)
+    return registry.callers
+
+
+class _Registry:
+    """The callers read so far, and the problems found in any entry. Each member of an
+    entry has its own check, which records its problems and returns the member's value
+    (None when it is missing or wrong). Ids, keys and apps must be unique across entries."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.callers: dict[str, Caller] = {}
+        self.digests: set[str] = set()
+        self.app_ids: set[str] = set()
+
+    def add(self, where: str, entry: Any) -> None:
         if not isinstance(entry, dict):
-            problems.append(f"{where} is not an object")
-            continue
-        caller_id = entry.get("id")
-        digest = entry.get("keySha256")
-        organizers = entry.get("organizers")
-        if not isinstance(caller_id, str) or not CALLER_ID.match(caller_id):
-            problems.append(f"{where}.id must be 1-64 characters of A-Z a-z 0-9 . _ -")
-        elif caller_id in callers:
-            problems.append(f"{where}.id {caller_id!r} is defined twice")
-        app_id = entry.get("appId")
+            self.problems.append(f"{where} is not an object")
+            return
+        caller_id = self._caller_id(where, entry.get("id"))
+        app_id = self._app_id(where, entry)
+        digest = self._key_digest(where, entry, app_id)
+        rate_limit = self._rate_limit(where, entry.get("rateLimit"))
+        organizers = self._organizers(where, entry.get("organizers"))
+        default_options = self._default_options(where, entry)
+        if self.problems or caller_id is None:
+            return  # the file is refused as a whole: no need to build more callers
+        if digest is not None:
+            self.digests.add(digest)
         if app_id is not None:
-            if not isinstance(app_id, str) or not _is_guid(app_id):
-                problems.append(f"{where}.appId must be an Entra app's client id (a GUID)")
-                app_id = None
-            elif app_id.lower() in app_ids:
-                problems.append(f"{where}.appId is shared with another client")
-        if digest is None and app_id is None and "appId" not in entry:
-            problems.append(f"{where} needs a keySha256, an appId, or both")
-        elif digest is not None and (
-            not isinstance(digest, str) or not SHA256_HEX.match(digest.lower())
-        ):
-            problems.append(f"{where}.keySha256 must be the hex SHA-256 of the API key")
-        elif isinstance(digest, str) and digest.lower() in digests:
-            problems.append(f"{where}.keySha256 is shared with another client")
-        rate_limit = entry.get("rateLimit")
-        if rate_limit is not None:
-            try:
-                if not isinstance(rate_limit, str):
-                    raise ValueError(rate_limit)
-                parse_rate_limit(rate_limit)
-            except ValueError:
-                problems.append(
-                    f'{where}.rateLimit must be one limit such as "120/minute" (the limits '
-                    "library's syntax)"
-                )
+            self.app_ids.add(app_id)
+        self.callers[caller_id] = Caller(
+            id=caller_id,
+            key_sha256=bytes.fromhex(digest) if digest is not None else None,
+            organizers=frozenset(organizers),
+            default_options=default_options,
+            app_id=app_id,
+            rate_limit=rate_limit,
+        )
+
+    def _caller_id(self, where: str, caller_id: Any) -> str | None:
+        if not isinstance(caller_id, str) or not CALLER_ID.match(caller_id):
+            self.problems.append(f"{where}.id must be 1-64 characters of A-Z a-z 0-9 . _ -")
+            return None
+        if caller_id in self.callers:
+            self.problems.append(f"{where}.id {caller_id!r} is defined twice")
+        return caller_id
+
+    def _app_id(self, where: str, entry: dict[str, Any]) -> str | None:
+        """The app registration's client id, lower-case."""
+        app_id = entry.get("appId")
+        if app_id is None:
+            return None
+        if not isinstance(app_id, str) or not _is_guid(app_id):
+            self.problems.append(f"{where}.appId must be an Entra app's client id (a GUID)")
+            return None
+        if app_id.lower() in self.app_ids:
+            self.problems.append(f"{where}.appId is shared with another client")
+        return app_id.lower()
+
+    def _key_digest(self, where: str, entry: dict[str, Any], app_id: str | None) -> str | None:
+        """The API key's SHA-256, lower-case hex. An entry with neither a key nor an appId
+        could never authenticate (a wrong appId is reported on its own)."""
+        digest = entry.get("keySha256")
+        if digest is None:
+            if app_id is None and "appId" not in entry:
+                self.problems.append(f"{where} needs a keySha256, an appId, or both")
+            return None
+        if not isinstance(digest, str) or not SHA256_HEX.match(digest.lower()):
+            self.problems.append(f"{where}.keySha256 must be the hex SHA-256 of the API key")
+            return None
+        if digest.lower() in self.digests:
+            self.problems.append(f"{where}.keySha256 is shared with another client")
+        return digest.lower()
+
+    def _rate_limit(self, where: str, rate_limit: Any) -> str | None:
+        if rate_limit is None:
+            return None
+        try:
+            if not isinstance(rate_limit, str):
+                raise ValueError(rate_limit)
+            parse_rate_limit(rate_limit)
+        except ValueError:
+            self.problems.append(
+                f'{where}.rateLimit must be one limit such as "120/minute" (the limits '
+                "library's syntax)"
+            )
+            return None
+        return rate_limit
+
+    def _organizers(self, where: str, organizers: Any) -> list[str]:
+        """The organizers' GUIDs, lower-case, or "*" for any."""
         if not isinstance(organizers, list) or not organizers:
-            problems.append(f'{where}.organizers must be a non-empty list ("*" for any)')
-            organizers = []
+            self.problems.append(f'{where}.organizers must be a non-empty list ("*" for any)')
+            return []
         for organizer in organizers:
             if organizer == ANY_ORGANIZER:
                 continue
             try:
                 uuid.UUID(str(organizer))
             except ValueError:
-                problems.append(f'{where}.organizers: {organizer!r} is not a GUID or "*"')
-        default_options: dict[str, Any] = {}
-        if "defaultOptions" in entry:
-            try:
-                default_options = meeting_options.parse(entry["defaultOptions"])
-            except meeting_options.OptionsError as error:
-                problems.extend(
-                    f"{where}.defaultOptions{'' if name == '_schema' else '.' + name} {rule}"
-                    for name, rule in error.errors.items()
-                )
-        if problems:
-            continue
-        assert isinstance(caller_id, str)
-        if isinstance(digest, str):
-            digests.add(digest.lower())
-        if isinstance(app_id, str):
-            app_ids.add(app_id.lower())
-        callers[caller_id] = Caller(
-            id=caller_id,
-            key_sha256=bytes.fromhex(digest) if isinstance(digest, str) else None,
-            organizers=frozenset(str(o).lower() for o in organizers),
-            default_options=default_options,
-            app_id=app_id.lower() if isinstance(app_id, str) else None,
-            rate_limit=rate_limit if isinstance(rate_limit, str) else None,
-        )
-    if problems:
-        raise CallerRegistryError(problems)
-    return callers
+                self.problems.append(f'{where}.organizers: {organizer!r} is not a GUID or "*"')
+        return [str(organizer).lower() for organizer in organizers]
+
+    def _default_options(self, where: str, entry: dict[str, Any]) -> dict[str, Any]:
+        if "defaultOptions" not in entry:
+            return {}
+        try:
+            return meeting_options.parse(entry["defaultOptions"])
+        except meeting_options.OptionsError as error:
+            self.problems.extend(
+                f"{where}.defaultOptions{'' if name == '_schema' else '.' + name} {rule}"
+                for name, rule in error.errors.items()
+            )
+            return {}
 
 
 def _is_guid(text: str) -> bool:
