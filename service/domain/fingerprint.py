@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from service.domain import options as meeting_options
+from service.domain import record_format
 from service.domain.booking import Attendee, BookingRequest, ChatInfo, MeetingChange, graph_time
 
 # The members compared for the 409 rule, in the order they are reported, and the
@@ -129,11 +130,11 @@ class Fingerprint:
         chat_info = stored.get("chatInfo")
         options = stored.get(OPTIONS)
         return cls(
-            organizer_id=_optional_text(stored.get("organizerId")),
-            organizer_pool=_optional_text(stored.get("organizerPool")),
-            subject=_optional_text(stored.get("subject")),
-            start=_optional_text(stored.get("startDateTime")),
-            end=_optional_text(stored.get("endDateTime")),
+            organizer_id=record_format.optional_text(stored.get("organizerId")),
+            organizer_pool=record_format.optional_text(stored.get("organizerPool")),
+            subject=record_format.optional_text(stored.get("subject")),
+            start=record_format.optional_text(stored.get("startDateTime")),
+            end=record_format.optional_text(stored.get("endDateTime")),
             attendees=None if attendees is None else tuple(_attendee(a) for a in _list(attendees)),
             chat_info=None if chat_info is None else _chat_info(chat_info),
             options=None if options is None else dict(_object(options)),
@@ -144,29 +145,19 @@ class Fingerprint:
 def _attendee(stored: Any) -> Attendee:
     found = _object(stored)
     return Attendee(
-        upn=_optional_text(found.get("upn")),
-        user_id=_optional_text(found.get("userId")),
-        role=_text(found["role"]),
+        upn=record_format.optional_text(found.get("upn")),
+        user_id=record_format.optional_text(found.get("userId")),
+        role=record_format.text(found["role"]),
     )
 
 
 def _chat_info(stored: Any) -> ChatInfo:
     found = _object(stored)
     return ChatInfo(
-        thread_id=_optional_text(found.get("threadId")),
-        message_id=_optional_text(found.get("messageId")),
-        reply_chain_message_id=_optional_text(found.get("replyChainMessageId")),
+        thread_id=record_format.optional_text(found.get("threadId")),
+        message_id=record_format.optional_text(found.get("messageId")),
+        reply_chain_message_id=record_format.optional_text(found.get("replyChainMessageId")),
     )
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError("expected a string")
-    return value
-
-
-def _optional_text(value: Any) -> str | None:
-    return None if value is None else _text(value)
 
 
 def _list(value: Any) -> list[Any]:

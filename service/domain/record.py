@@ -254,18 +254,18 @@ class BookingRecord:
             if not isinstance(pending, bool):
                 raise TypeError("optionsPending must be true or false")
             return cls(
-                booking_id=_text(document["bookingId"]),
+                booking_id=record_format.text(document["bookingId"]),
                 # Records written before cancellation existed carry no status: active.
                 status=Status(document.get("status", Status.ACTIVE.value)),
                 generation=int(document.get("generation", 0)),
-                external_id=_text(document["externalId"]),
-                organizer_id=_text(document["organizerId"]),
+                external_id=record_format.text(document["externalId"]),
+                organizer_id=record_format.text(document["organizerId"]),
                 fingerprint=Fingerprint.from_stored(_object(document.get("request", {}))),
                 meeting=_object(document["meeting"]),
-                provisioned_at=_optional_text(document.get("provisionedAt")),
-                graph_request_id=_optional_text(document.get("graphRequestId")),
-                updated_at=_optional_text(document.get("updatedAt")),
-                cancelled_at=_optional_text(document.get("cancelledAt")),
+                provisioned_at=record_format.optional_text(document.get("provisionedAt")),
+                graph_request_id=record_format.optional_text(document.get("graphRequestId")),
+                updated_at=record_format.optional_text(document.get("updatedAt")),
+                cancelled_at=record_format.optional_text(document.get("cancelledAt")),
                 options_pending=pending,
             )
         except (AttributeError, KeyError, TypeError, ValueError) as error:
@@ -294,16 +294,6 @@ def require_active(record: BookingRecord | None, booking_id: str) -> BookingReco
 def _fingerprint(request: Fingerprint | Mapping[str, Any]) -> Fingerprint:
     # A fingerprint as stored (what `request` answers) is one too: it reads back the same.
     return request if isinstance(request, Fingerprint) else Fingerprint.from_stored(request)
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError("expected a string")
-    return value
-
-
-def _optional_text(value: Any) -> str | None:
-    return None if value is None else _text(value)
 
 
 def _object(value: Any) -> dict[str, Any]:

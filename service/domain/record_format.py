@@ -134,3 +134,16 @@ DICTIONARY_1 = (
 
 DICTIONARIES: dict[int, bytes] = {1: DICTIONARY_1}
 CURRENT_DICTIONARY = 1
+
+
+# Values read back from a stored document (a record, its fingerprint): a member of the
+# wrong type makes the whole record unreadable (TypeError), which the store treats as
+# absent, rather than a wrong value reaching an answer.
+def text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
+
+
+def optional_text(value: Any) -> str | None:
+    return None if value is None else text(value)
