@@ -29,7 +29,10 @@ def request_hook(span: Span, instance: Any, args: Sequence[Any], kwargs: Any) ->
     if not span.is_recording() or not args:
         return
     command = str(args[0]).upper()
-    for name in STATEMENT_ATTRIBUTES:
+    # Replaced under whichever name the instrumentation wrote it (the conventions it
+    # follows depend on OTEL_SEMCONV_STABILITY_OPT_IN).
+    written = getattr(span, "attributes", None) or {}
+    for name in [name for name in STATEMENT_ATTRIBUTES if name in written] or ["db.statement"]:
         span.set_attribute(name, command)
     families = sorted({found for arg in args[1:] if (found := keys.family_of(arg)) is not None})
     span.set_attribute(FAMILIES_ATTRIBUTE, families)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -178,3 +180,34 @@ def test_nothing_is_exported_unless_tracing_is_turned_on(
     lines = log_lines(service)
     assert any(line.get("message") == "POST /v1/meetings 201" for line in lines)
     assert not [line for line in lines if "trace_id" in line]
+
+
+def test_a_request_waiting_for_the_booking_lock_shows_the_wait(
+    start_service, receiver, emulator, organizer, callers
+):
+    """Two requests for one booking: Graph is slow for the first, so the other one waits for
+    its lock; whichever waited has a `booking lock wait` span and no Graph attempt."""
+    service = start_service(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, **FAST_EXPORTS)
+    clients = [Client(service.url, callers["eu"].key) for _ in range(2)]
+    emulator.add_fault(target="createOrGet", latencyMs=2000, count=1, organizerId=organizer)
+    body = booking(organizer)
+    parents = [traceparent(), traceparent()]
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(clients[0].post, body, {"traceparent": parents[0][0]})
+        time.sleep(0.5)
+        second = pool.submit(clients[1].post, body, {"traceparent": parents[1][0]})
+        statuses = sorted(answer.result().status_code for answer in (first, second))
+    assert statuses == [200, 201]
+    service.stop()
+
+    traces = [receiver.of_trace(trace_id) for _, trace_id, _ in parents]
+    waited = [spans for spans in traces if any(s.name == "booking lock wait" for s in spans)]
+    assert len(waited) == 1, [[span.name for span in spans] for spans in traces]
+    [spans] = waited
+    [wait] = [span for span in spans if span.name == "booking lock wait"]
+    assert wait.attributes["mps.lock.outcome"] in ("woken", "holder_changed", "free")
+    assert wait.parent_span_id in {span.span_id for span in spans}
+    # Its Redis commands (the look at the holder, the blocking pop) are its children.
+    assert any(span.parent_span_id == wait.span_id for span in spans)
+    assert not [span for span in spans if span.name == CREATE_OR_GET]
