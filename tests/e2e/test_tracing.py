@@ -132,7 +132,7 @@ def test_one_create_is_one_trace_from_the_caller_through_redis_and_each_graph_at
 def print_trace(spans):
     """The trace as the receiver got it, indented by parent (shown with -s)."""
     children: dict[str, list] = {}
-    for span in spans:
+    for span in sorted(spans, key=lambda span: span.start_ns):
         children.setdefault(span.parent_span_id, []).append(span)
     known = {span.span_id for span in spans}
 
@@ -146,7 +146,7 @@ def print_trace(spans):
         for child in children.get(span.span_id, []):
             show(child, depth + 1)
 
-    for span in spans:
+    for span in sorted(spans, key=lambda span: span.start_ns):
         if span.parent_span_id not in known:
             show(span, 0)
 

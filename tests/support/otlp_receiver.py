@@ -32,6 +32,7 @@ class ReceivedSpan:
     attributes: dict[str, Any]
     resource: dict[str, Any]
     events: tuple[str, ...] = ()
+    start_ns: int = 0  # start_time_unix_nano, to show spans in the order they ran
 
 
 @dataclass
@@ -76,6 +77,7 @@ def _decode(body: bytes) -> list[ReceivedSpan]:
                         attributes={a.key: _value(a.value) for a in span.attributes},
                         resource=resource,
                         events=tuple(event.name for event in span.events),
+                        start_ns=span.start_time_unix_nano,
                     )
                 )
     return spans
