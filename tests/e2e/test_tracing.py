@@ -211,3 +211,33 @@ def test_a_request_waiting_for_the_booking_lock_shows_the_wait(
     # Its Redis commands (the look at the holder, the blocking pop) are its children.
     assert any(span.parent_span_id == wait.span_id for span in spans)
     assert not [span for span in spans if span.name == CREATE_OR_GET]
+
+
+def test_a_paced_graph_call_shows_its_wait_for_the_apps_turn(
+    start_service, receiver, organizer, callers
+):
+    """GRAPH_RATE_LIMIT=1/5seconds: of two creates sent together, one waits for the app's
+    next turn (up to 5 s, within the 20 s Graph budget), shown as a `graph pacing wait`
+    span before its Graph attempt."""
+    service = start_service(
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, GRAPH_RATE_LIMIT="1/5seconds", **FAST_EXPORTS
+    )
+    clients = [Client(service.url, callers["eu"].key) for _ in range(2)]
+    parents = [traceparent(), traceparent()]
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = [
+            pool.submit(client.post, booking(organizer), {"traceparent": header})
+            for client, (header, _, _) in zip(clients, parents, strict=True)
+        ]
+        assert [answer.result().status_code for answer in answers] == [201, 201]
+    service.stop()
+
+    waits = [
+        span
+        for _, trace_id, _ in parents
+        for span in receiver.of_trace(trace_id)
+        if span.name == "graph pacing wait"
+    ]
+    assert waits, [span.name for span in receiver.spans]
+    assert all(0 < span.attributes["mps.pacing.wait_seconds"] <= 5.05 for span in waits)
