@@ -124,6 +124,8 @@ def test_one_create_is_one_trace_from_the_caller_through_redis_and_each_graph_at
     assert any(line.get("message") == "retrying createOrGet" for line in mine), mine
     assert all(re.fullmatch(r"[0-9a-f]{16}", str(line.get("span_id"))) for line in mine)
     assert {line.get("span_id") for line in mine} <= set(by_id)
+    # The exporter's own requests (requests, too) are not traced: no span feeds back.
+    assert not [span for span in receiver.spans if "/v1/traces" in json.dumps(span.attributes)]
     # The platform endpoints are not traced.
     assert receiver.of_trace(probe_trace) == []
     assert not [span for span in receiver.spans if span.name.startswith("GET /healthz")]
