@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from service import openapi
+from service import openapi, tracing
 from service.config import Settings
 from service.foundation import logs, metrics
 from service.foundation.errors import StoreUnavailable
@@ -29,4 +29,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     smorest = register_api(app)
     app.extensions[ops.OPENAPI_DOCUMENT] = openapi.ServedDocument(smorest)
     observability.register(app)
+    tracing.instrument(app, settings)
     return app

@@ -45,6 +45,8 @@ DEFAULT_PORTS: dict[Topology, int] = {"single": 6379, "cluster": 6379, "sentinel
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # How callers authenticate: API keys from CLIENTS_FILE, Entra ID access tokens, or either.
 CALLER_AUTH_MODES = ("keys", "entra", "both")
+# OTEL_TRACES_EXPORTER's values the service honours: its one exporter, or none.
+TRACES_EXPORTERS = ("otlp", "none")
 
 
 class ConfigError(Exception):
@@ -487,6 +489,49 @@ LOG_LEVEL = Variable(
     "LOG_LEVEL", "INFO", _one_of(LOG_LEVELS, normalise=str.upper), "level of the JSON log lines"
 )
 
+# Traces (README, "Tracing"): OpenTelemetry's own variables, read by its SDK itself
+# (service.tracing); declared here for the README's table, with the SDK's defaults. Off
+# unless an exporter or an endpoint is set.
+OTEL_TRACES_EXPORTER = Variable(
+    "OTEL_TRACES_EXPORTER",
+    "",
+    _optional(_one_of(TRACES_EXPORTERS, normalise=str.lower)),
+    "otlp (OTLP over HTTP) or none",
+    default_doc="— (off; `otlp` when an endpoint is set)",
+)
+OTEL_EXPORTER_OTLP_ENDPOINT = Variable(
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "",
+    _text,
+    "the OTLP/HTTP receiver's base URL; traces go to {it}/v1/traces",
+    default_doc="— (off)",
+)
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = Variable(
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "",
+    _text,
+    "the OTLP/HTTP traces URL itself",
+    default_doc="— (off)",
+)
+OTEL_EXPORTER_OTLP_HEADERS = Variable(
+    "OTEL_EXPORTER_OTLP_HEADERS", "", _text, "headers of each export, key=value,..."
+)
+OTEL_SERVICE_NAME = Variable(
+    "OTEL_SERVICE_NAME", "meeting-provisioning", _text, "the traces' service.name"
+)
+OTEL_RESOURCE_ATTRIBUTES = Variable(
+    "OTEL_RESOURCE_ATTRIBUTES", "", _text, "more resource attributes, key=value,..."
+)
+OTEL_TRACES_SAMPLER = Variable(
+    "OTEL_TRACES_SAMPLER", "parentbased_always_on", _text, "which requests are traced"
+)
+OTEL_TRACES_SAMPLER_ARG = Variable(
+    "OTEL_TRACES_SAMPLER_ARG", "", _text, "the sampler's argument, e.g. a ratio"
+)
+OTEL_BSP_SCHEDULE_DELAY = Variable(
+    "OTEL_BSP_SCHEDULE_DELAY", "5000", _text, "milliseconds between two exports"
+)
+
 # Every variable above, in the order declared (collected, so none can be left out).
 VARIABLES: tuple[Variable[Any], ...] = tuple(
     value for value in dict(globals()).values() if isinstance(value, Variable)
@@ -699,6 +744,9 @@ class Settings:
     # The rate Graph admits this app's calls at; all workers and replicas together send a
     # little under it (send_interval, service.graph.pacing). None: unpaced.
     graph_rate_limit: str | None
+    # Traces are exported (service.tracing): OTEL_TRACES_EXPORTER=otlp, or an OTLP endpoint
+    # set without it. The SDK reads the other OTEL_* variables itself.
+    tracing: bool = False
 
     @property
     def graph_send_interval(self) -> float | None:
@@ -861,6 +909,7 @@ class _Reader:
             caller_tenants=self.read(CALLER_TENANTS, self.text(AZURE_TENANT_ID)),
             caller_app_role=self.read(CALLER_APP_ROLE),
             default_caller_rate_limit=self.read(DEFAULT_CALLER_RATE_LIMIT),
+            tracing=self.tracing(),
         )
         if settings.caller_auth == "entra" and not any(c.app_id for c in callers.values()):
             self.problems.append("CALLER_AUTH=entra, but no CLIENTS_FILE entry has an appId")
@@ -868,6 +917,14 @@ class _Reader:
         if self.problems:
             raise ConfigError(self.problems)
         return settings
+
+    def tracing(self) -> bool:
+        exporter = self.read(OTEL_TRACES_EXPORTER)
+        if exporter is not None:
+            return exporter != "none"
+        return bool(
+            self.text(OTEL_EXPORTER_OTLP_ENDPOINT) or self.text(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+        )
 
     def audiences(self, caller_auth: str) -> tuple[str, ...]:
         audiences = self.read(CALLER_TOKEN_AUDIENCE)

@@ -14,6 +14,7 @@ from typing import Any
 
 from prometheus_client import multiprocess
 
+from service import tracing
 from service.config import ServerSettings
 
 # Imported here, in the master, so the shared flag exists before the workers are forked.
@@ -57,6 +58,12 @@ def on_starting(server: Any) -> None:
     if metrics_dir is not None:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True, exist_ok=True)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Export the worker's last spans before it ends (service.tracing; nothing when tracing
+    is off)."""
+    tracing.shutdown()
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -19,6 +19,8 @@ class Call:
     accept: frozenset[int]
     not_found: str  # what a 404 means for this operation
     prefer: str | None = None  # the Prefer header, e.g. include-unknown-enum-members
+    # The path under the Graph root with {placeholders} for the ids: what traces show.
+    route: str = ""
     # One id for all attempts, so Microsoft support can follow the whole call.
     client_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 

@@ -8,6 +8,7 @@ ends in (service.graph.call_errors), and its metrics and logs (service.graph.tel
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,8 +19,9 @@ import requests
 
 from service.config import Settings
 from service.foundation.backoff import Budget
-from service.graph import telemetry
+from service.graph import attempt_spans, telemetry
 from service.graph.admission import Admission
+from service.graph.attempt_spans import Attempt
 from service.graph.breaker import CircuitBreaker
 from service.graph.call import Call, Sent, answer_document
 from service.graph.call_errors import answer_error, budget_exhausted
@@ -121,6 +123,7 @@ class GraphClient:
             "POST",
             organizer_id,
             "/createOrGet",
+            "/createOrGet",
             body,
             accept=frozenset({200, 201}),
             not_found=ORGANIZER_UNKNOWN,
@@ -144,6 +147,7 @@ class GraphClient:
             "PATCH",
             organizer_id,
             f"/{quote(meeting_id, safe='')}",
+            "/{meetingId}",
             body,
             accept=frozenset({200}),
             not_found=MEETING_GONE,
@@ -162,6 +166,7 @@ class GraphClient:
             "DELETE",
             organizer_id,
             f"/{quote(meeting_id, safe='')}",
+            "/{meetingId}",
             None,
             accept=frozenset({204, 200, 404}),
             not_found=MEETING_GONE,
@@ -174,15 +179,18 @@ class GraphClient:
         method: str,
         organizer_id: str,
         resource: str,
+        template: str,
         body: dict[str, Any] | None,
         *,
         accept: frozenset[int],
         not_found: str,
         prefer: str | None = None,
     ) -> Call:
-        """A call to /users/{organizer}/onlineMeetings{resource}."""
+        """A call to /users/{organizer}/onlineMeetings{resource}; `template` is `resource`
+        with its ids as {placeholders}."""
         url = f"{self.root}/users/{organizer_id}/onlineMeetings{resource}"
-        return Call(operation, method, organizer_id, url, body, accept, not_found, prefer)
+        route = f"/users/{{id}}/onlineMeetings{template}"
+        return Call(operation, method, organizer_id, url, body, accept, not_found, prefer, route)
 
     def _meeting(self, sent: Sent) -> GraphResult:
         response = sent.response
@@ -208,16 +216,17 @@ class GraphClient:
             budget_seconds=self.budget_seconds,
             client_request_id=call.client_request_id,
         )
-        while True:
+        for retry in itertools.count():
             bearer = token.get()
             admission.wait_for_turn()
-            outcome = self._attempt(call, bearer, budget)
+            outcome = self._attempt(call, bearer, budget, retry)
             admission.record(outcome)
             if isinstance(outcome, Sent):
                 return outcome
             if outcome.reason == "401" and token.renew(outcome.response):
                 continue
             self.sleep(self._retry_delay(call, outcome, budget))
+        raise AssertionError("unreachable: itertools.count() never ends")
 
     def _retry_delay(self, call: Call, failure: Failure, budget: Budget) -> float:
         """The pause before the next attempt; raises the call's error when Graph's answer
@@ -235,7 +244,9 @@ class GraphClient:
         telemetry.retrying(call, failure.reason, failure.retry_after, decision.delay)
         return decision.delay
 
-    def _attempt(self, call: Call, token: str, budget: Budget) -> Sent | Failure:
+    def _attempt(self, call: Call, token: str, budget: Budget, retry: int = 0) -> Sent | Failure:
+        """One HTTP request; `retry` counts the call's earlier attempts (its span shows it,
+        service.graph.attempt_spans)."""
         # Never a zero timeout (requests would fail at once): the last attempt may overrun
         # the budget by this much at most.
         remaining = max(budget.remaining(), 0.1)
@@ -248,11 +259,13 @@ class GraphClient:
         }
         if call.prefer is not None:
             headers["Prefer"] = call.prefer
+        attempt = Attempt(call.operation, call.route, self.root, call.client_request_id, retry)
         started = time.perf_counter()
         try:
-            response = self.session.request(
-                call.method, call.url, json=call.body, headers=headers, timeout=timeout
-            )
+            with attempt_spans.sending(attempt):
+                response = self.session.request(
+                    call.method, call.url, json=call.body, headers=headers, timeout=timeout
+                )
         except requests.RequestException as error:
             failure = Failure.of_error(error)
             telemetry.answered(call, started, failure.reason)

@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import trace
+
 from service.config import Settings
 from service.foundation import metrics
 from service.foundation.backoff import Budget
@@ -39,6 +41,8 @@ from service.storage import keys
 from service.storage.gateway import STORE_RETRY_AFTER, RedisGateway
 
 logger = logging.getLogger(__name__)
+
+tracer = trace.get_tracer(__name__)
 
 MICROSECONDS = 1_000_000
 # How often, at most, a worker logs that it sends unpaced because Redis is unavailable.
@@ -153,7 +157,12 @@ class GraphPacer:
         metrics.graph_pacing.labels(outcome="gated" if turn.gated else "paced").inc()
         metrics.graph_pacing_wait.observe(turn.wait)
         if turn.wait > 0:
-            self.sleep(turn.wait)
+            # A span (a no-op while tracing is off), so a slow request's trace shows the
+            # time it waited for the app's turn before its Graph attempt.
+            with tracer.start_as_current_span("graph pacing wait") as span:
+                span.set_attribute("mps.pacing.wait_seconds", turn.wait)
+                span.set_attribute("mps.pacing.gated", turn.gated)
+                self.sleep(turn.wait)
 
     def reserve(self, longest_wait: float) -> Turn | None:
         """The call's turn, reserved if it comes within `longest_wait` seconds; None when

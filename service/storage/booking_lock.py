@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from opentelemetry import trace
+
 from service.config import Settings
 from service.foundation.errors import BookingBusy, StoreUnavailable
 from service.storage import keys
@@ -34,6 +36,8 @@ logger = logging.getLogger(__name__)
 # that wakes every request blocked on it (wait_for_release), and is kept a little (ARGV[2],
 # ms) for a waiter that read the token just before the release and has not blocked yet. A
 # release nobody waits for writes nothing more.
+tracer = trace.get_tracer(__name__)
+
 RELEASE_IF_OWNER = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
     redis.call('del', KEYS[1])
@@ -213,20 +217,28 @@ class BookingLock:
         """Wait until the lock is free, or its holder released or lost it (it expired and
         another may have taken it): True, worth another attempt. False once `deadline` (of
         time.monotonic()) has passed with the same holder."""
-        holder = self.holder_to_wait_for()
-        while holder is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            block = min(LONGEST_BLOCK, self._locks.longest_block(remaining))
-            if block < SHORTEST_BLOCK:
-                self._locks.sleep(min(POLL, remaining))
-            elif self.wait_for_release(holder, block):
-                return True
-            # Not woken: the holder still works, or died and its lock expired.
-            if self.holder_to_wait_for() != holder:
-                return True
-        return True
+        # A span of its own (a no-op while tracing is off): a slow request's trace shows
+        # how long it waited for another request's Graph call. Its Redis commands are its
+        # children.
+        with tracer.start_as_current_span("booking lock wait") as span:
+            holder = self.holder_to_wait_for()
+            while holder is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    span.set_attribute("mps.lock.outcome", "timed_out")
+                    return False
+                block = min(LONGEST_BLOCK, self._locks.longest_block(remaining))
+                if block < SHORTEST_BLOCK:
+                    self._locks.sleep(min(POLL, remaining))
+                elif self.wait_for_release(holder, block):
+                    span.set_attribute("mps.lock.outcome", "woken")
+                    return True
+                # Not woken: the holder still works, or died and its lock expired.
+                if self.holder_to_wait_for() != holder:
+                    span.set_attribute("mps.lock.outcome", "holder_changed")
+                    return True
+            span.set_attribute("mps.lock.outcome", "free")
+            return True
 
     def holder_to_wait_for(self) -> str | None:
         """The token holding the lock, noting that a request waits for its release (which

@@ -112,3 +112,24 @@ def graph_pace(client_id: str) -> str:
 def graph_gate(client_id: str) -> str:
     """Until when Graph throttles the app (Retry-After of its last 429 or 503)."""
     return f"{PREFIX}:graph-gate:{{{client_id}}}"
+
+
+# --- what a key may tell outside the store --------------------------------------------------
+
+# Every family above: the one part of a key that traces may show (service.storage.redis_spans).
+FAMILIES = frozenset(
+    {"booking", "lock", "waiting", "wake", "quota", "ratelimit", "graph-pace", "graph-gate"}
+)
+
+
+def family_of(key: object) -> str | None:
+    """The family of one of the service's keys (`mps:v1:<family>:...`), e.g. "booking";
+    None for anything else. Never more of the key: the rest holds caller, booking and
+    organizer ids."""
+    if isinstance(key, bytes):
+        # A value may be a whole record: only the head that could name a family is read.
+        key = key[:64].decode("utf-8", "replace")
+    if not isinstance(key, str) or not key.startswith(f"{PREFIX}:"):
+        return None
+    family = key[len(PREFIX) + 1 :].split(":", 1)[0]
+    return family if family in FAMILIES else None
