@@ -10,11 +10,11 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from flask import Blueprint, Response, abort, jsonify, request
+from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 from .directory import UnknownTenant
 from .faults import FaultSpecError
-from .state import current_state
+from .state import REDIS_FRONT_KEY, current_state
 
 bp = Blueprint("admin", __name__, url_prefix="/_emulator")
 
@@ -84,6 +84,16 @@ def signing_key() -> Response:
     """The current signing key's kid and public PEM (to forge tokens in tests)."""
     tokens = current_state().tokens
     return jsonify({"kid": tokens.key_id, "publicKeyPem": tokens.public_pem().decode()})
+
+
+@bp.get("/redis-front")
+def redis_front() -> tuple[Response, int]:
+    """The Redis front's counters: connections, logins, refused logins by reason, and
+    connections closed because their token expired."""
+    front = current_app.extensions.get(REDIS_FRONT_KEY)
+    if front is None:
+        return _bad_request("this emulator serves no Redis front (--redis-backend-port)")
+    return jsonify(front.snapshot()), 200
 
 
 @bp.post("/caller-token")
