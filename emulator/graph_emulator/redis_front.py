@@ -153,7 +153,15 @@ class RedisFront:
     def start(self) -> int:
         """Lock the backend with our password, listen, and return the port."""
         backend = redis.Redis(*self.backend, socket_timeout=5)
-        backend.config_set("requirepass", self._password)
+        deadline = time.monotonic() + 15
+        while True:  # `make run` starts redis-server just before the emulator
+            try:
+                backend.config_set("requirepass", self._password)
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
         backend.close()
         ready = threading.Event()
 

@@ -153,6 +153,23 @@ def test_a_booking_storm_across_two_token_expiries(
     assert "redis token renewed (background)" in log
 
 
+def test_idle_pooled_connections_stay_logged_in_across_expiries(
+    entra_service, entra_redis, callers: dict[str, Caller], entra_organizer
+):
+    """No request for two token lifetimes: the renewals AUTH the idle pooled connections,
+    so the front closes none of them, and the next request uses them."""
+    client = Client(entra_service.url, callers["eu"].key)
+    body = booking(entra_organizer)
+    assert client.post(body).status_code == 201
+    before = front_stats(entra_redis)
+    time.sleep(2 * TOKEN_LIFETIME + 2)
+    after = front_stats(entra_redis)
+    assert after["expiredCloses"] == before["expiredCloses"]
+    assert after["logins"] > before["logins"]  # the renewals, sent on idle connections
+    assert client.get(body["bookingId"]).status_code == 200
+    assert front_stats(entra_redis)["connections"] == after["connections"]
+
+
 def test_a_credential_that_stops_working_is_redis_unavailable_until_it_works_again(
     entra_service, entra_redis, callers: dict[str, Caller], entra_organizer
 ):
