@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import secrets
 import sys
 from pathlib import Path
 
@@ -43,12 +44,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--redis-backend-port",
         type=int,
-        default=None,
+        action="append",
+        default=[],
         help="serve a Redis that insists on this emulator's Entra ID tokens, in front of the "
-        "redis-server on this loopback port (which gets a password only the front knows)",
+        "redis-server on this loopback port (which gets a password only the front knows); "
+        "repeat it for each node of a Redis Cluster (each gets a front, on a free port)",
     )
     parser.add_argument(
-        "--redis-front-port", type=int, default=0, help="the Redis front's port; 0: any free one"
+        "--redis-front-port",
+        type=int,
+        default=0,
+        help="the (first) Redis front's port; 0: any free one",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -66,21 +72,27 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(config, graph_audience=audience)
     context = make_server_context(args.state_dir, args.tls_name)
     announced: dict[str, object] = {}
-    if args.redis_backend_port is not None:
+    if args.redis_backend_port:
         state = app.extensions[EXTENSION_KEY]
-        front = RedisFront(
-            backend_port=args.redis_backend_port,
-            ssl_context=context,
-            verifier=TokenVerifier(state.tokens.jwks),
-            host=args.host,
-            port=args.redis_front_port,
-        )
-        app.extensions[REDIS_FRONT_KEY] = front
-        announced["redisFrontPort"] = front.start()
+        password = secrets.token_urlsafe(24)
+        fronts = [
+            RedisFront(
+                backend_port=backend_port,
+                ssl_context=context,
+                verifier=TokenVerifier(state.tokens.jwks),
+                host=args.host,
+                port=args.redis_front_port if index == 0 else 0,
+                password=password,
+            )
+            for index, backend_port in enumerate(args.redis_backend_port)
+        ]
+        app.extensions[REDIS_FRONT_KEY] = fronts
+        announced["redisFrontPorts"] = [front.start() for front in fronts]
+        announced["redisFrontPort"] = fronts[0].port
         # Only for the tests and the demo, which read Redis directly: written next to ca.pem.
         password_file = args.state_dir / "redis-backend-password"
         password_file.touch(mode=0o600)
-        password_file.write_text(front.backend_password, encoding="utf-8")
+        password_file.write_text(password, encoding="utf-8")
         announced["redisBackendPasswordFile"] = str(password_file.resolve())
     serve(app, args.host, args.port, context, args.state_dir.resolve(), audience, announced)
     return 0

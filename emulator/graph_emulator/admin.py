@@ -88,12 +88,19 @@ def signing_key() -> Response:
 
 @bp.get("/redis-front")
 def redis_front() -> tuple[Response, int]:
-    """The Redis front's counters: connections, logins, refused logins by reason, and
-    connections closed because their token expired."""
-    front = current_app.extensions.get(REDIS_FRONT_KEY)
-    if front is None:
+    """The Redis fronts' counters, summed: connections, logins, refused logins by reason,
+    and connections closed because their token expired."""
+    fronts = current_app.extensions.get(REDIS_FRONT_KEY)
+    if not fronts:
         return _bad_request("this emulator serves no Redis front (--redis-backend-port)")
-    return jsonify(front.snapshot()), 200
+    total: dict[str, Any] = {"connections": 0, "logins": 0, "refused": {}, "expiredCloses": 0}
+    for front in fronts:
+        counts = front.snapshot()
+        for name in ("connections", "logins", "expiredCloses"):
+            total[name] += counts[name]
+        for reason, count in counts["refused"].items():
+            total["refused"][reason] = total["refused"].get(reason, 0) + count
+    return jsonify(total), 200
 
 
 @bp.post("/caller-token")

@@ -134,6 +134,7 @@ class RedisFront:
         host: str = "127.0.0.1",
         port: int = 0,
         backend_host: str = "127.0.0.1",
+        password: str | None = None,
     ) -> None:
         self.backend = (backend_host, backend_port)
         self.ssl_context = ssl_context
@@ -141,7 +142,8 @@ class RedisFront:
         self.host, self.port = host, port
         self.stats = FrontStats()
         self._stats_lock = threading.Lock()
-        self._password = secrets.token_urlsafe(24)
+        # One password for the fronts of one cluster: its replicas log in to their primary.
+        self._password = password or secrets.token_urlsafe(24)
         self._wrong_password = secrets.token_urlsafe(24)
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -151,18 +153,10 @@ class RedisFront:
         return self._password
 
     def start(self) -> int:
-        """Lock the backend with our password, listen, and return the port."""
-        backend = redis.Redis(*self.backend, socket_timeout=5)
-        deadline = time.monotonic() + 15
-        while True:  # `make run` starts redis-server just before the emulator
-            try:
-                backend.config_set("requirepass", self._password)
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        backend.close()
+        """Listen, lock the backend with our password, and return the port.
+
+        A cluster node is told to announce our port instead of its own (in MOVED, ASK and
+        CLUSTER SLOTS/SHARDS), so cluster clients follow the slots from front to front."""
         ready = threading.Event()
 
         def run() -> None:
@@ -177,6 +171,20 @@ class RedisFront:
         threading.Thread(target=run, name="redis-front", daemon=True).start()
         if not ready.wait(10):
             raise RuntimeError("the Redis front did not start")
+        backend = redis.Redis(*self.backend, socket_timeout=5)
+        deadline = time.monotonic() + 15
+        while True:  # `make run` starts redis-server just before the emulator
+            try:
+                if backend.info("cluster").get("cluster_enabled"):
+                    backend.config_set("cluster-announce-port", self.port)
+                backend.config_set("masterauth", self._password)
+                backend.config_set("requirepass", self._password)
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        backend.close()
         logger.info("Redis front (Entra ID tokens) on %s:%d", self.host, self.port)
         return self.port
 
