@@ -96,6 +96,7 @@ class RedisEntraCredentials(StreamingCredentialProvider):
         self._wake = threading.Event()
         self._problem: str | None = None
         self._failed_at = 0.0  # time.monotonic() of the last failed attempt
+        self._closed = False
 
     @classmethod
     def from_settings(cls, settings: Settings, session: requests.Session) -> RedisEntraCredentials:
@@ -201,10 +202,17 @@ class RedisEntraCredentials(StreamingCredentialProvider):
         lifetime = held.expires_at - held.received_at
         return max(held.received_at + RENEW_AT * lifetime - time.time(), 0.0)
 
+    def close(self) -> None:
+        """Stop renewing (the process ends it otherwise: the thread is a daemon)."""
+        self._closed = True
+        self._wake.set()
+
     def _renew_forever(self) -> None:
         while True:
             self._wake.wait(self._next_renewal())
             self._wake.clear()
+            if self._closed:
+                return
             try:
                 held = self._renew(reason="background")
             except RedisTokenUnavailable:
