@@ -47,6 +47,11 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 CALLER_AUTH_MODES = ("keys", "entra", "both")
 # OTEL_TRACES_EXPORTER's values the service honours: its one exporter, or none.
 TRACES_EXPORTERS = ("otlp", "none")
+# How the service logs in to Redis: REDIS_URL's user and password, or an Entra ID token
+# (Azure Managed Redis with access keys disabled).
+REDIS_AUTH_MODES = ("password", "entra")
+# The audience of the Entra ID tokens Azure Cache / Managed Redis accepts.
+REDIS_ENTRA_SCOPE = "https://redis.azure.com/.default"
 
 
 class ConfigError(Exception):
@@ -359,6 +364,19 @@ REDIS_URL = Variable(
 REDIS_CA_BUNDLE = Variable("REDIS_CA_BUNDLE", "", _file, "PEM bundle trusted for Redis")
 REDIS_CLIENT_CERT = Variable("REDIS_CLIENT_CERT", "", _file, "PEM client certificate, mutual TLS")
 REDIS_CLIENT_KEY = Variable("REDIS_CLIENT_KEY", "", _file, "REDIS_CLIENT_CERT's private key")
+REDIS_AUTH = Variable(
+    "REDIS_AUTH",
+    "password",
+    _one_of(REDIS_AUTH_MODES, normalise=str.lower),
+    "password (REDIS_URL's) or entra: an Entra ID token of the AZURE_* credential; TLS only",
+)
+REDIS_ENTRA_OBJECT_ID = Variable(
+    "REDIS_ENTRA_OBJECT_ID",
+    "",
+    _optional(_guid),
+    "with REDIS_AUTH=entra: the Redis user name, the identity's object id",
+    default_doc="— (the token's `oid`)",
+)
 
 # Callers and bookings.
 CLIENTS_FILE = Variable(
@@ -584,6 +602,10 @@ class RedisTarget:
     ca_bundle: Path | None = None  # REDIS_CA_BUNDLE: trusted instead of the system's CAs
     client_cert: Path | None = None  # REDIS_CLIENT_CERT / REDIS_CLIENT_KEY: mutual TLS
     client_key: Path | None = None
+    # REDIS_AUTH: "password" (the URL's credentials) or "entra" (an Entra ID token, renewed).
+    auth: str = "password"
+    # REDIS_ENTRA_OBJECT_ID: the user name of an Entra login; None: the token's oid claim.
+    entra_object_id: str | None = None
 
 
 class RedisUrlError(ValueError):
@@ -862,7 +884,31 @@ class _Reader:
                 "REDIS_CA_BUNDLE, REDIS_CLIENT_CERT and REDIS_CLIENT_KEY need a TLS REDIS_URL "
                 "(rediss://, rediss+cluster:// or rediss+sentinel://)"
             )
-        return replace(target, ca_bundle=ca_bundle, client_cert=client_cert, client_key=client_key)
+        auth = self.read(REDIS_AUTH)
+        object_id = self.read(REDIS_ENTRA_OBJECT_ID)
+        if auth == "entra":
+            self.entra_checks(target)
+        return replace(
+            target,
+            ca_bundle=ca_bundle,
+            client_cert=client_cert,
+            client_key=client_key,
+            auth=auth,
+            entra_object_id=object_id,
+        )
+
+    def entra_checks(self, target: RedisTarget) -> None:
+        # Entra ID logins travel only over TLS (Azure refuses them otherwise), and a token
+        # in the clear would be a bearer credential for anyone on the path.
+        if not target.tls and self.text(REDIS_URL):
+            self.problems.append(
+                "REDIS_AUTH=entra requires TLS: REDIS_URL must be rediss://, rediss+cluster:// "
+                "or rediss+sentinel:// (an Entra ID token is never sent in the clear)"
+            )
+        if target.password is not None:
+            self.problems.append(
+                "REDIS_AUTH=entra logs in with a token: REDIS_URL must hold no password"
+            )
 
     def settings(self) -> Settings:
         cloud = self.read(GRAPH_CLOUD)

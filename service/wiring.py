@@ -18,6 +18,7 @@ from service.graph.online_meetings import OnlineMeetings
 from service.graph.pacing import GraphPacer
 from service.identity.app_tokens import TokenProvider
 from service.identity.caller_tokens import CallerTokens
+from service.identity.redis_credentials import RedisEntraCredentials
 from service.storage.booking_lock import BookingLocks
 from service.storage.gateway import RedisGateway
 from service.storage.store import BookingStore
@@ -38,6 +39,8 @@ class Services:
     rate_limits: CallerRateLimits
     # None unless CALLER_AUTH is entra or both.
     caller_tokens: CallerTokens | None
+    # None unless REDIS_AUTH is entra: Redis logins with Entra ID tokens, renewed.
+    redis_credentials: RedisEntraCredentials | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -45,7 +48,12 @@ class Services:
             settings.graph_ca_bundle,
             default_timeout=(settings.graph_connect_timeout, settings.token_timeout),
         )
-        redis = RedisGateway.from_settings(settings)
+        redis_credentials = (
+            RedisEntraCredentials.from_settings(settings, session)
+            if settings.redis.auth == "entra"
+            else None
+        )
+        redis = RedisGateway.from_settings(settings, redis_credentials)
         store = BookingStore.from_settings(settings, redis)
         locks = BookingLocks.from_settings(settings, redis)
         tokens = TokenProvider.from_settings(settings, session)
@@ -71,6 +79,7 @@ class Services:
             quota,
             rate_limits,
             caller_tokens,
+            redis_credentials,
         )
 
 

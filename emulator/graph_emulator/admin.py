@@ -10,11 +10,11 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from flask import Blueprint, Response, abort, jsonify, request
+from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 from .directory import UnknownTenant
 from .faults import FaultSpecError
-from .state import current_state
+from .state import REDIS_FRONT_KEY, current_state
 
 bp = Blueprint("admin", __name__, url_prefix="/_emulator")
 
@@ -84,6 +84,23 @@ def signing_key() -> Response:
     """The current signing key's kid and public PEM (to forge tokens in tests)."""
     tokens = current_state().tokens
     return jsonify({"kid": tokens.key_id, "publicKeyPem": tokens.public_pem().decode()})
+
+
+@bp.get("/redis-front")
+def redis_front() -> tuple[Response, int]:
+    """The Redis fronts' counters, summed: connections, logins, refused logins by reason,
+    and connections closed because their token expired."""
+    fronts = current_app.extensions.get(REDIS_FRONT_KEY)
+    if not fronts:
+        return _bad_request("this emulator serves no Redis front (--redis-backend-port)")
+    total: dict[str, Any] = {"connections": 0, "logins": 0, "refused": {}, "expiredCloses": 0}
+    for front in fronts:
+        counts = front.snapshot()
+        for name in ("connections", "logins", "expiredCloses"):
+            total[name] += counts[name]
+        for reason, count in counts["refused"].items():
+            total["refused"][reason] = total["refused"].get(reason, 0) + count
+    return jsonify(total), 200
 
 
 @bp.post("/caller-token")

@@ -45,6 +45,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 DEFAULT_FEDERATED_AUDIENCE = "api://AzureADTokenExchange"
 DEFAULT_TOKEN_LIFETIME = 3600
+# Tokens for Azure Redis (scope https://redis.azure.com/.default): an hour, as Entra's.
+DEFAULT_REDIS_TOKEN_LIFETIME = 3600
 
 
 class ConfigError(ValueError):
@@ -99,6 +101,7 @@ class EmulatorConfig:
     token_lifetime_seconds: int = DEFAULT_TOKEN_LIFETIME
     refresh_in_seconds: int | None = None
     caller_api: CallerApi | None = None
+    redis_token_lifetime_seconds: int = DEFAULT_REDIS_TOKEN_LIFETIME
 
 
 def load_config(path: Path) -> EmulatorConfig:
@@ -117,7 +120,13 @@ def parse_config(raw: Any) -> EmulatorConfig:
         raise ConfigError("emulator config: the top level must be a JSON object")
     _known_keys(
         raw,
-        {"tenants", "tokenLifetimeSeconds", "refreshInSeconds", "callerApi"},
+        {
+            "tenants",
+            "tokenLifetimeSeconds",
+            "refreshInSeconds",
+            "callerApi",
+            "redisTokenLifetimeSeconds",
+        },
         "config",
         problems,
     )
@@ -135,6 +144,14 @@ def parse_config(raw: Any) -> EmulatorConfig:
     if not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime <= 0:
         problems.append("tokenLifetimeSeconds must be a positive integer")
         lifetime = DEFAULT_TOKEN_LIFETIME
+    redis_lifetime = raw.get("redisTokenLifetimeSeconds", DEFAULT_REDIS_TOKEN_LIFETIME)
+    if (
+        not isinstance(redis_lifetime, int)
+        or isinstance(redis_lifetime, bool)
+        or redis_lifetime <= 0
+    ):
+        problems.append("redisTokenLifetimeSeconds must be a positive integer")
+        redis_lifetime = DEFAULT_REDIS_TOKEN_LIFETIME
     refresh_in = raw.get("refreshInSeconds")
     if refresh_in is not None and (
         not isinstance(refresh_in, int)
@@ -149,6 +166,7 @@ def parse_config(raw: Any) -> EmulatorConfig:
         token_lifetime_seconds=lifetime,
         refresh_in_seconds=refresh_in,
         caller_api=caller_api,
+        redis_token_lifetime_seconds=redis_lifetime,
     )
 
 

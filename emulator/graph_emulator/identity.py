@@ -9,6 +9,7 @@ assertion audience MSAL computes is the URL this endpoint checks.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from flask import Blueprint, jsonify, request
@@ -20,6 +21,10 @@ from .errors import EntraError
 from .state import current_state
 
 bp = Blueprint("identity", __name__)
+
+# Azure Cache for Redis / Managed Redis: the resource its Entra ID tokens are issued for.
+REDIS_AUDIENCE = "https://redis.azure.com"
+REDIS_SCOPE = f"{REDIS_AUDIENCE}/.default"
 
 
 @bp.get("/<tenant_id>/v2.0/.well-known/openid-configuration")
@@ -135,6 +140,28 @@ def token(tenant_id: str) -> Any:
                 "token_type": "Bearer",
                 "expires_in": issued.expires_in,
                 "ext_expires_in": issued.expires_in,
+                "access_token": issued.access_token,
+            }
+        )
+    if (scope or "").lower() == REDIS_SCOPE:
+        # A token for Azure Cache / Managed Redis, which the Redis front checks (its
+        # lifetime is the config's redisTokenLifetimeSeconds, short in the tests).
+        client_auth.authenticate(app, presented, _token_endpoint_audiences(tenant))
+        lifetime = state.redis_token_lifetime
+        issued = state.tokens.issue_caller(
+            tenant_id=tenant.id,
+            app_id=app.client_id,
+            audience=REDIS_AUDIENCE,
+            version=1,
+            roles=[],
+            issuer_host=_host(),
+            overrides={"exp": int(time.time()) + lifetime, "roles": None},
+        )
+        return jsonify(
+            {
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+                "ext_expires_in": lifetime,
                 "access_token": issued.access_token,
             }
         )

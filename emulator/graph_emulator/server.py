@@ -56,7 +56,7 @@ def public_host(host: str) -> str:
 
 def serve(
     app: Flask, host: str, port: int, ssl_context: ssl.SSLContext, state_dir: Path,
-    graph_audience: str,
+    graph_audience: str, announced: dict[str, Any] | None = None,
 ) -> None:  # fmt: skip
     """Serve until SIGTERM or SIGINT, then stop cleanly."""
     ready_file = state_dir / READY_FILE
@@ -82,6 +82,7 @@ def serve(
             "caBundle": str(state_dir / "ca.pem"),
             "graphAudience": graph_audience,
             "pid": os.getpid(),
+            **(announced or {}),
         },
     )
     logger.info("Graph emulator listening on %s (audience %s)", base_url, graph_audience)

@@ -19,6 +19,8 @@ from .stats import Stats
 from .tokens import TokenIssuer
 
 EXTENSION_KEY = "graph_emulator"
+# The Redis front (graph_emulator.redis_front), when the emulator serves one.
+REDIS_FRONT_KEY = "graph_emulator.redis_front"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class EmulatorState:
     faults: FaultPlan
     stats: Stats
     caller_api: CallerApi | None = None
+    redis_token_lifetime: int = 3600
 
     @classmethod
     def from_config(cls, config: EmulatorConfig, audience: str) -> EmulatorState:
@@ -44,6 +47,7 @@ class EmulatorState:
             faults=FaultPlan(lock),
             stats=Stats(lock),
             caller_api=config.caller_api,
+            redis_token_lifetime=config.redis_token_lifetime_seconds,
         )
 
     def reset(self) -> None:

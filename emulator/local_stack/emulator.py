@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -36,6 +36,11 @@ class EmulatorProcess:
     graph_audience: str
     state_dir: Path
     log_path: Path | None = None
+    # With a Redis front (redis_backend_port): its TLS port, and the file holding the
+    # password it gave the redis-server behind it.
+    redis_front_port: int | None = None
+    redis_front_ports: list[int] = field(default_factory=list)  # one per cluster node
+    redis_backend_password_file: Path | None = None
 
     def __enter__(self) -> Self:
         return self
@@ -69,10 +74,13 @@ class EmulatorProcess:
         graph_audience: str = DEFAULT_AUDIENCE,
         log_path: Path | None = None,
         timeout: float = START_TIMEOUT,
+        redis_backend_port: int | list[int] | None = None,
     ) -> Self:
         """Write `config` to `config_path` and start `python -m graph_emulator` with it on
         127.0.0.1:`port` (0: any free one), its CA and announce file in `state_dir`, its output
-        to `log_path` (or ours). Returns one once it has announced itself; StackError, with
+        to `log_path` (or ours). With `redis_backend_port`, it also serves a Redis that insists
+        on its Entra ID tokens, in front of the redis-server on that port
+        (graph_emulator.redis_front). Returns one once it has announced itself; StackError, with
         its output, if it exits or stays silent for `timeout` seconds."""
         config_path.parent.mkdir(parents=True, exist_ok=True)
         config_path.write_text(json.dumps(config), encoding="utf-8")
@@ -86,6 +94,10 @@ class EmulatorProcess:
             "--state-dir", str(state_dir),
             "--graph-audience", graph_audience,
         ]  # fmt: skip
+        if isinstance(redis_backend_port, int):
+            redis_backend_port = [redis_backend_port]
+        for backend_port in redis_backend_port or []:
+            command += ["--redis-backend-port", str(backend_port)]
         if log_path is None:
             process = subprocess.Popen(command)
         else:
@@ -113,6 +125,13 @@ class EmulatorProcess:
             graph_audience=graph_audience.rstrip("/"),
             state_dir=state_dir,
             log_path=log_path,
+            redis_front_port=ready.get("redisFrontPort"),
+            redis_front_ports=ready.get("redisFrontPorts", []),
+            redis_backend_password_file=(
+                Path(ready["redisBackendPasswordFile"])
+                if "redisBackendPasswordFile" in ready
+                else None
+            ),
         )
 
 

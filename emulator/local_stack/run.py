@@ -89,18 +89,37 @@ def demo_environment(processes: list[subprocess.Popen[bytes]]) -> dict[str, str]
         "demo", api_key, ["*"], app_id=str(uuid.uuid4()), app_secret=secrets.token_urlsafe(24)
     )
     api_client_id = str(uuid.uuid4())
+    config = with_caller_apps(
+        emulator_config(tenant, client_id, client_secret), api_client_id, [demo]
+    )
+    # DEMO_REDIS_AUTH=entra: the service logs in to Redis with Entra ID tokens of the
+    # emulator (REDIS_AUTH=entra), through the emulator's TLS front that insists on them
+    # (graph_emulator.redis_front), with tokens of DEMO_REDIS_TOKEN_LIFETIME seconds.
+    entra = os.environ.get("DEMO_REDIS_AUTH", "password").lower() == "entra"
+    if entra:
+        config["redisTokenLifetimeSeconds"] = int(os.environ.get("DEMO_REDIS_TOKEN_LIFETIME", "60"))
     emulator = EmulatorProcess.start(
-        with_caller_apps(emulator_config(tenant, client_id, client_secret), api_client_id, [demo]),
+        config,
         STATE / "emulator-config.json",
         STATE / "emulator",
         port=int(os.environ.get("DEMO_EMULATOR_PORT", "0")),
+        redis_backend_port=redis_port if entra else None,
     )
     processes.append(emulator.process)
+    redis_settings = {"REDIS_URL": redis.url}
+    if entra:
+        redis_settings = {
+            "REDIS_URL": f"rediss://127.0.0.1:{emulator.redis_front_port}/0",
+            "REDIS_AUTH": "entra",
+            "REDIS_CA_BUNDLE": emulator.ca_bundle,
+        }
 
     clients_path = write_clients_file(STATE / "clients.json", [demo])
     port = os.environ.get("PORT", "8080")
     print(
-        f"\nDemo stack: Graph emulator at {emulator.base_url}, Redis at 127.0.0.1:{redis_port}.\n"
+        f"\nDemo stack: Graph emulator at {emulator.base_url}, Redis at 127.0.0.1:{redis_port}"
+        + (f" behind the Entra-only TLS front at {redis_settings['REDIS_URL']}" if entra else "")
+        + ".\n"
         f"Demo API key (caller 'demo'): {api_key}\n\nTry:\n"
         f"  curl -s -X POST http://127.0.0.1:{port}/v1/meetings \\\n"
         f"    -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n"
@@ -127,6 +146,7 @@ def demo_environment(processes: list[subprocess.Popen[bytes]]) -> dict[str, str]
         clients_path,
         AZURE_CLIENT_SECRET=client_secret,
         **caller_token_settings(api_client_id),
+        **redis_settings,
     )
 
 

@@ -127,6 +127,15 @@ cae_challenges = Counter(
     "mps_graph_claims_challenges_total",
     "Graph 401s with a CAE claims challenge, answered by a token with those claims",
 )
+redis_token_renewals = Counter(
+    "mps_redis_token_renewals_total",
+    "Entra ID tokens for Redis (REDIS_AUTH=entra) asked for, by outcome: renewed, failed",
+    ["outcome"],
+)
+redis_reauthentications = Counter(
+    "mps_redis_reauthentications_total",
+    "Renewed Redis tokens handed to the connection pools (AUTH on every connection)",
+)
 redis_up = Gauge(
     "mps_redis_up", "1 if the last Redis command succeeded, else 0", multiprocess_mode="liveall"
 )

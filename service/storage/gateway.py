@@ -16,6 +16,7 @@ from typing import TypeVar
 import redis
 from redis.client import NEVER_DECODE
 from redis.commands.core import Script
+from redis.credentials import CredentialProvider
 from redis.exceptions import RedisClusterException
 
 from service.config import Settings
@@ -51,9 +52,13 @@ class RedisGateway:
         self.timeout = timeout
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RedisGateway:
+    def from_settings(
+        cls, settings: Settings, credentials: CredentialProvider | None = None
+    ) -> RedisGateway:
+        """`credentials`: how connections log in when not with REDIS_URL's password
+        (REDIS_AUTH=entra: service.identity.redis_credentials)."""
         return cls(
-            lambda: redis_client.build(settings.redis, settings.redis_timeout),
+            lambda: redis_client.build(settings.redis, settings.redis_timeout, credentials),
             timeout=settings.redis_timeout,
         )
 

@@ -12,8 +12,10 @@ from typing import Any
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.connection import ConnectionPool
+from redis.credentials import CredentialProvider
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from service.config import RedisTarget
 
@@ -44,10 +46,17 @@ def tls_options(target: RedisTarget) -> dict[str, Any]:
     return options
 
 
-def build(target: RedisTarget, timeout: float) -> RedisClient:
+def build(
+    target: RedisTarget, timeout: float, credentials: CredentialProvider | None = None
+) -> RedisClient:
     """A client for the target. Nothing is connected yet for one node and Sentinel; a
     RedisCluster connects to learn the slots, so call this where a Redis error is handled
-    (service.storage.store builds it on first use)."""
+    (service.storage.store builds it on first use).
+
+    `credentials` (REDIS_AUTH=entra) log every connection in instead of the URL's user and
+    password. redis-py registers a streaming provider's renewals with the connection pools
+    only when the client itself is given the provider, which `from_url` and Sentinel's
+    `master_for` do not do: the pools are built here and handed to the client with it."""
     common: dict[str, Any] = {
         # Short timeouts: a Redis outage must cost a request milliseconds, not the caller's
         # whole timeout.
@@ -67,9 +76,8 @@ def build(target: RedisTarget, timeout: float) -> RedisClient:
                 ClusterNode(host, port)  # type: ignore[no-untyped-call]
                 for host, port in target.nodes
             ],
-            username=target.username,
-            password=target.password,
             retry=retry(),
+            **_login(target, credentials),
             **common,
         )
     on_error = {"retry": retry(), "retry_on_error": [redis.ConnectionError, redis.TimeoutError]}
@@ -77,9 +85,10 @@ def build(target: RedisTarget, timeout: float) -> RedisClient:
         # The URL's credentials and TLS apply to the sentinels too (as in the `limits`
         # library); the primary is asked of them again after every connection failure.
         auth = {"username": target.username, "password": target.password}
+        login = _login(target, credentials)
         # Typed as the **connection_kwargs they are: redis-py 8.2 types Sentinel's own
         # parameters, which a narrower dict unpacked here would be checked against.
-        connection: dict[str, Any] = {**auth, **common, **on_error}
+        connection: dict[str, Any] = {**login, **common, **on_error}
         sentinel = Sentinel(
             target.nodes,
             sentinel_kwargs={
@@ -92,6 +101,23 @@ def build(target: RedisTarget, timeout: float) -> RedisClient:
             **connection,
         )
         assert target.service_name is not None  # parse_redis_url requires it
-        client: redis.Redis = sentinel.master_for(target.service_name, db=target.db)
-        return client
-    return redis.Redis.from_url(target.url, **common, **on_error)
+        if credentials is None:
+            client: redis.Redis = sentinel.master_for(target.service_name, db=target.db)
+            return client
+        primary = SentinelConnectionPool(  # type: ignore[no-untyped-call]
+            target.service_name, sentinel, db=target.db, **connection
+        )
+        return redis.Redis(connection_pool=primary, credential_provider=credentials)
+    if credentials is None:
+        return redis.Redis.from_url(target.url, **common, **on_error)
+    pool = ConnectionPool.from_url(
+        target.url, credential_provider=credentials, **common, **on_error
+    )
+    return redis.Redis(connection_pool=pool, credential_provider=credentials)
+
+
+def _login(target: RedisTarget, credentials: CredentialProvider | None) -> dict[str, Any]:
+    """How connections log in: the provider's token, or the URL's user and password."""
+    if credentials is not None:
+        return {"credential_provider": credentials}
+    return {"username": target.username, "password": target.password}

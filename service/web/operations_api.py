@@ -60,9 +60,12 @@ class Readiness(MethodView):
             found.redis.ping()
             checks["redis"] = {"status": "ok"}
         except StoreUnavailable:
+            credentials = found.redis_credentials
+            problem = credentials.problem if credentials is not None else None
+            cause = problem or "Redis does not answer"
             checks["redis"] = {
                 "status": "failing",
-                "detail": "Redis does not answer: POST calls Graph directly, GET answers 503",
+                "detail": f"{cause}: POST calls Graph directly, GET answers 503",
             }
         if found.graph.breaker.state is State.OPEN:
             checks["graph"] = {

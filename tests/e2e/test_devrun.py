@@ -186,3 +186,57 @@ def test_make_run_serves_the_demo_and_stops_everything_on_sigterm(tmp_path):
             process.wait(10)
         output.close()
         process.stdout.close()
+
+
+def test_make_run_with_an_entra_only_redis(tmp_path):
+    """DEMO_REDIS_AUTH=entra: the demo's service logs in to the emulator's Redis front with
+    Entra ID tokens, and books through it."""
+    port, redis_port = free_port(), free_port()
+    env = {**devrun_environment(port, redis_port), "DEMO_REDIS_AUTH": "entra"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local_stack"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    output = Output(process.stdout)
+    try:
+
+        def serving() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"devrun exited with {process.returncode}\n{output.text()}")
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
+            except requests.RequestException:
+                return False
+
+        wait_until(serving, START_TIMEOUT, "the demo API's /healthz", output.text)
+        text = output.text()
+        assert "behind the Entra-only TLS front at rediss://127.0.0.1:" in text, text
+        curl = CURL.search(text)
+        assert curl is not None, text
+        headers = {"Authorization": f"Bearer {curl['key']}"}
+        body = json.loads(curl["body"])
+        created = requests.post(curl["url"], json=body, headers=headers, timeout=30)
+        assert created.status_code == 201, created.text
+        ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=10).json()
+        assert ready["checks"]["redis"] == {"status": "ok"}, ready
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(STOP_TIMEOUT) == 0, output.text()
+        wait_until(
+            lambda: not session_members(process.pid),
+            STOP_TIMEOUT,
+            "every process of the demo stack gone",
+            output.text,
+        )
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if process.poll() is None:
+            process.wait(10)
+        output.close()
+        process.stdout.close()

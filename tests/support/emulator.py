@@ -252,6 +252,7 @@ def start_emulator(
     graph_audience: str = DEFAULT_AUDIENCE,
     *,
     timeout: float = 15.0,
+    redis_backend_port: int | list[int] | None = None,
 ) -> EmulatorHandle:
     """Start ``python -m graph_emulator`` with ``config``; return once it listens.
 
@@ -267,6 +268,7 @@ def start_emulator(
         graph_audience=graph_audience,
         log_path=directory / "emulator.log",
         timeout=timeout,
+        redis_backend_port=redis_backend_port,
     )
 
 

@@ -225,8 +225,11 @@ class Cluster:
 
     directory: Path
     nodes: list[Node] = field(default_factory=list)
+    replicas: int = 1
 
-    def start(self, size: int = 6) -> Cluster:
+    def start(self, size: int = 6, replicas: int = 1) -> Cluster:
+        """`size` nodes, `replicas` of each primary among them."""
+        self.replicas = replicas
         for index in range(size):
             bus = free_port()
             node = Node(
@@ -253,7 +256,7 @@ class Cluster:
             create = subprocess.run(
                 [executable("redis-cli"), "--cluster", "create"]
                 + [node.address for node in self.nodes]
-                + ["--cluster-replicas", "1", "--cluster-yes"],
+                + ["--cluster-replicas", str(replicas), "--cluster-yes"],
                 capture_output=True,
                 timeout=60,
                 text=True,
@@ -303,7 +306,7 @@ class Cluster:
                 if replication.get("master_link_status") != "up":
                     return False
                 synced += 1
-        return synced == len(self.nodes) // 2
+        return synced == len(self.nodes) * self.replicas // (self.replicas + 1)
 
     def node_at(self, port: int) -> Node:
         return next(node for node in self.nodes if node.port == port)

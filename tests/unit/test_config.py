@@ -364,3 +364,62 @@ def test_a_graph_rate_limit_in_the_limits_syntax(env, limit, interval):
 def test_a_graph_rate_limit_that_does_not_parse_is_refused(env, limit, problem):
     with pytest.raises(ConfigError, match=f"GRAPH_RATE_LIMIT=.* {problem}"):
         Settings.from_env({**env, "GRAPH_RATE_LIMIT": limit})
+
+
+def test_redis_auth_defaults_to_the_password_of_the_url(env):
+    settings = Settings.from_env(env)
+    assert settings.redis.auth == "password"
+    assert settings.redis.entra_object_id is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rediss://cache.example:10000/0",
+        "rediss+cluster://cache.example:10000",
+        "rediss+sentinel://sentinel.example:26379/primary",
+    ],
+)
+def test_redis_auth_entra_over_tls_reads_the_object_id(env, url):
+    oid = "AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE"
+    settings = Settings.from_env(
+        {**env, "REDIS_URL": url, "REDIS_AUTH": "Entra", "REDIS_ENTRA_OBJECT_ID": oid}
+    )
+    assert settings.redis.auth == "entra"
+    assert settings.redis.entra_object_id == oid.lower()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "redis+cluster://127.0.0.1:7000",
+        "redis+sentinel://127.0.0.1:26379/primary",
+    ],
+)
+def test_redis_auth_entra_without_tls_stops_the_start(env, url):
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({**env, "REDIS_URL": url, "REDIS_AUTH": "entra"})
+    (problem,) = error.value.problems
+    assert problem.startswith("REDIS_AUTH=entra requires TLS")
+    assert "rediss://" in problem
+
+
+def test_redis_auth_entra_refuses_a_password_in_the_url(env):
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(
+            {**env, "REDIS_URL": "rediss://user:hunter2@cache:6380/0", "REDIS_AUTH": "entra"}
+        )
+    assert error.value.problems == [
+        "REDIS_AUTH=entra logs in with a token: REDIS_URL must hold no password"
+    ]
+    assert "hunter2" not in str(error.value)
+
+
+def test_redis_auth_and_object_id_are_checked(env):
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({**env, "REDIS_AUTH": "token", "REDIS_ENTRA_OBJECT_ID": "me"})
+    assert error.value.problems == [
+        "REDIS_AUTH='token' is not one of password, entra",
+        "REDIS_ENTRA_OBJECT_ID='me' is not a GUID",
+    ]
