@@ -85,17 +85,23 @@ def session_members(session_id: int) -> list[int]:
     return members
 
 
-def test_make_run_serves_the_demo_and_stops_everything_on_sigterm(tmp_path):
-    port, redis_port = free_port(), free_port()
+def start_devrun(cwd: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Output]:
+    """`python -m local_stack` as `make run` starts it, in its own session, with its output
+    collected; in `cwd`, not the repository: .run/ goes there."""
     process = subprocess.Popen(
         [sys.executable, "-m", "local_stack"],
-        cwd=tmp_path,  # not the repository: .run/ goes here
-        env=devrun_environment(port, redis_port),
+        cwd=cwd,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    output = Output(process.stdout)
+    return process, Output(process.stdout)
+
+
+def test_make_run_serves_the_demo_and_stops_everything_on_sigterm(tmp_path):
+    port, redis_port = free_port(), free_port()
+    process, output = start_devrun(tmp_path, devrun_environment(port, redis_port))
     try:
 
         def printed_the_curl_line() -> bool:
@@ -193,15 +199,7 @@ def test_make_run_with_an_entra_only_redis(tmp_path):
     Entra ID tokens, and books through it."""
     port, redis_port = free_port(), free_port()
     env = {**devrun_environment(port, redis_port), "DEMO_REDIS_AUTH": "entra"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "local_stack"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    output = Output(process.stdout)
+    process, output = start_devrun(tmp_path, env)
     try:
 
         def serving() -> bool:
