@@ -68,7 +68,8 @@ def selects(selector: dict, labels: dict) -> bool:
 
 
 def placeholder_secret(name: str, key: str) -> str:
-    return {("meeting-provisioning-redis", "access-key"): "pa%2Fss%2Bword%3D"}[(name, key)]
+    """Neither overlay reads a Secret into the environment (callers are a mounted file)."""
+    pytest.fail(f"the container reads secret {name}/{key} into its environment")
 
 
 @pytest.fixture(params=OVERLAYS)
@@ -226,8 +227,7 @@ def test_every_setting_is_one_the_service_reads(overlay):
     _, docs = overlay
     read = "\n".join(path.read_text() for path in (REPO / "service").rglob("*.py"))
     for name in container_env(docs, placeholder_secret):
-        if name != "REDIS_ACCESS_KEY":  # only substituted into REDIS_URL
-            assert f'"{name}"' in read, f"{name} is not read by service/"
+        assert f'"{name}"' in read, f"{name} is not read by service/"
 
 
 def test_near_quota_alert_is_at_ninety_percent_of_the_configured_limit(overlay):
@@ -264,7 +264,7 @@ def test_the_service_accepts_the_rendered_settings(overlay, tmp_path: Path):
     if name == "prod":
         assert redis_url.scheme == "rediss+cluster", "production Redis: a cluster, over TLS"
         assert settings.redis.tls and settings.redis.topology == "cluster"
-        assert redis_url.password == "pa%2Fss%2Bword%3D"
+        assert redis_url.password is None and settings.redis.auth == "entra"
     else:
         assert redis_url.scheme == "redis"
 
@@ -383,15 +383,22 @@ def test_dev_runs_its_own_persistent_redis_without_eviction(rendered):
     assert "egress" not in theirs["spec"] and "Egress" in theirs["spec"]["policyTypes"]
 
 
-def test_prod_uses_a_managed_redis_over_tls_with_the_key_from_a_secret(rendered):
+def test_prod_logs_in_to_a_managed_redis_over_tls_with_entra_id_tokens(rendered):
+    """Azure Managed Redis with access keys disabled: the Workload Identity's tokens, no
+    password in REDIS_URL and no Redis key in any Secret (issue 22)."""
     docs = rendered["prod"]
     assert not [doc for doc in docs if doc["kind"] == "StatefulSet"]
-    env_entries = container(docs)["env"]
-    names = [entry["name"] for entry in env_entries]
-    # $(REDIS_ACCESS_KEY) is only expanded if it is defined before REDIS_URL.
-    assert names.index("REDIS_ACCESS_KEY") < names.index("REDIS_URL")
-    key = env_entries[names.index("REDIS_ACCESS_KEY")]["valueFrom"]["secretKeyRef"]
-    assert key == {"name": "meeting-provisioning-redis", "key": "access-key"}
+    env = container_env(docs, placeholder_secret)
+    assert env["REDIS_AUTH"] == "entra"
+    url = urlsplit(env["REDIS_URL"])
+    assert url.scheme == "rediss+cluster" and url.password is None and "@" not in url.netloc
+    references = [
+        entry["valueFrom"]["secretKeyRef"]["name"]
+        for entry in container(docs)["env"]
+        if "secretKeyRef" in entry.get("valueFrom", {})
+    ]
+    assert not references, references
+    assert pod_labels(docs)["azure.workload.identity/use"] == "true"
     config_map = find(docs, "ConfigMap", APP)
     assert "REDIS_URL" not in config_map["data"]
 
@@ -399,12 +406,11 @@ def test_prod_uses_a_managed_redis_over_tls_with_the_key_from_a_secret(rendered)
 def test_the_example_secret_is_only_an_example():
     path = DEPLOY / "examples" / "secret.example.yaml"
     secrets = {doc["metadata"]["name"]: doc for doc in yaml.safe_load_all(path.read_text())}
-    assert set(secrets) == {"meeting-provisioning-callers", "meeting-provisioning-redis"}
+    assert set(secrets) == {"meeting-provisioning-callers"}
     clients = json.loads(secrets["meeting-provisioning-callers"]["stringData"]["clients.json"])
     for client in clients["clients"]:
         assert not re.fullmatch(r"[0-9a-f]{64}", client["keySha256"]), "no real key hashes"
         assert client["keySha256"].startswith("<")
-    assert secrets["meeting-provisioning-redis"]["stringData"]["access-key"].startswith("<")
     # Never part of an overlay.
     for kustomization in DEPLOY.rglob("kustomization.yaml"):
         spec = yaml.safe_load(kustomization.read_text())

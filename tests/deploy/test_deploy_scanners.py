@@ -24,7 +24,6 @@ EXPECTED_SKIPS = {
     ("dev", "CKV_K8S_43", "Deployment.meeting-provisioning-dev.meeting-provisioning"),
     ("dev", "CKV_K8S_43", "StatefulSet.meeting-provisioning-dev.redis"),
     ("prod", "CKV_K8S_43", "Deployment.meeting-provisioning.meeting-provisioning"),
-    ("prod", "CKV_K8S_35", "Deployment.meeting-provisioning.meeting-provisioning"),
 }
 
 
