@@ -173,6 +173,8 @@ KNOWN_SERIES: tuple[tuple[Counter, dict[str, str]], ...] = (
     *((graph_retries, {"reason": reason}) for reason in ("429", "503", "timeout")),
     *((token_failures, {"reason": reason}) for reason in ("rejected", "server_error")),
     *((meetings, {"outcome": outcome}) for outcome in ("created", "conflict", "waited")),
+    # At 0 from the start, so an alert's increase() sees the first failed renewal.
+    *((redis_token_renewals, {"outcome": outcome}) for outcome in ("renewed", "failed")),
 )
 
 
