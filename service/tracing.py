@@ -16,20 +16,19 @@ worker_exit hook) exports what is left before the worker ends.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from flask import Flask
-from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.flask import FlaskInstrumentor
-from opentelemetry.instrumentation.redis import RedisInstrumentor
-from opentelemetry.instrumentation.requests import RequestsInstrumentor
-from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from service.config import OTEL_SERVICE_NAME, Settings
-from service.graph import attempt_spans
-from service.storage import redis_spans
+
+# The trace SDK, the OTLP exporter (with protobuf) and the instrumentations are imported only
+# when tracing is on: every worker imports this module (app, gunicorn_conf), and with
+# tracing off they would only take memory (about 4 MiB and 120 modules a worker). The
+# OpenTelemetry API the rest of the service uses is light, and a no-op without them.
+if TYPE_CHECKING:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
 
 # The platform endpoints: probes and scrapes every few seconds would drown the traces.
 # Regular expressions searched in the URL, as the Flask instrumentation takes them.
@@ -45,6 +44,16 @@ def start(settings: Settings) -> bool:
     global _provider
     if not settings.tracing:
         return False
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from service.graph import attempt_spans
+    from service.storage import redis_spans
+
     with _lock:
         if _provider is None:
             _provider = TracerProvider(resource=_resource())
@@ -65,6 +74,8 @@ def instrument(app: Flask, settings: Settings) -> None:
     """A server span per request, continuing the caller's W3C traceparent, except for the
     platform endpoints."""
     if start(settings):
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
         # instrument_app has no type hints (opentelemetry-instrumentation-flask 0.66b2).
         FlaskInstrumentor().instrument_app(  # type: ignore[no-untyped-call]
             app, tracer_provider=_provider, excluded_urls=UNTRACED
@@ -81,5 +92,7 @@ def shutdown() -> None:
 def _resource() -> Resource:
     """The SDK's resource (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME), with our service
     name where neither names one: the SDK's own default would be `unknown_service`."""
+    from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
+
     ours = Resource.create({SERVICE_NAME: OTEL_SERVICE_NAME.default})
     return ours.merge(OTELResourceDetector().detect())
