@@ -65,6 +65,7 @@ class Rig:
     caller: Caller = field(init=False)
     redis_server: RedisServer = field(init=False)
     emulator: EmulatorHandle = field(init=False)
+    clients_file: Path = field(init=False)
     env: dict[str, str] = field(init=False)  # every service instance's environment
     _instances: int = 0
 
@@ -77,17 +78,8 @@ class Rig:
             self.emulator = self.stopping.enter_context(
                 start_emulator(self.root, self.setup.config)
             )
-            self.env = service_environment(
-                self.emulator,
-                self.setup.tenant_id,
-                self.setup.client_id,
-                self.redis_server.url,
-                clients,
-                AZURE_CLIENT_SECRET=self.setup.client_secret,
-                # Every organizer books as much as the bench asks (the monthly quota is
-                # the service's, not what is measured here).
-                ORGANIZER_MONTHLY_LIMIT="0",
-            )
+            self.clients_file = clients
+            self.env = self.environment(self.emulator, self.redis_server.url)
         except BaseException:
             self.stopping.close()
             raise
@@ -95,6 +87,24 @@ class Rig:
 
     def __exit__(self, *exc: object) -> None:
         self.stopping.close()
+
+    def environment(
+        self, emulator: EmulatorHandle, redis_url: str, **settings: str
+    ) -> dict[str, str]:
+        """A service's environment against `emulator` (this rig's tenant and app) and the
+        Redis at `redis_url`, with this rig's caller."""
+        return service_environment(
+            emulator,
+            self.setup.tenant_id,
+            self.setup.client_id,
+            redis_url,
+            self.clients_file,
+            AZURE_CLIENT_SECRET=self.setup.client_secret,
+            # Every organizer books as much as the bench asks (the monthly quota is the
+            # service's, not what is measured here).
+            ORGANIZER_MONTHLY_LIMIT="0",
+            **settings,
+        )
 
     def start_redis(self, name: str) -> RedisServer:
         server = RedisServer(self.root / name).start()
@@ -105,15 +115,28 @@ class Rig:
         self._instances += 1
         return self.root / f"{kind}-{self._instances}"
 
-    def service_env(self, threads: int = THREADS, **settings: str) -> dict[str, str]:
-        return {**self.env, "GUNICORN_THREADS": str(threads), **settings}
+    def service_env(
+        self, threads: int = THREADS, base: dict[str, str] | None = None, **settings: str
+    ) -> dict[str, str]:
+        return {
+            **(self.env if base is None else base),
+            "GUNICORN_THREADS": str(threads),
+            **settings,
+        }
 
     def service(
-        self, workers: int = WORKERS, threads: int = THREADS, **settings: str
+        self,
+        workers: int = WORKERS,
+        threads: int = THREADS,
+        base: dict[str, str] | None = None,
+        **settings: str,
     ) -> ServiceProcess:
-        """A service instance, started (its /healthz answers) and stopped with the rig."""
+        """A service instance, started (its /healthz answers) and stopped with the rig;
+        against the rig's emulator and Redis, or as `base` (`environment()`) says."""
         process = ServiceProcess(
-            self._directory("service"), self.service_env(threads, **settings), workers=workers
+            self._directory("service"),
+            self.service_env(threads, base, **settings),
+            workers=workers,
         )
         self.stopping.callback(process.stop)
         return process.start()

@@ -6,6 +6,9 @@ Starts redis-server, the Graph emulator, the service (its production gunicorn se
 tests/bench/scenarios.py: one line each on stdout. Then rewrites the bench section of
 docs/performance.md and docs/performance.png. Load comes from wrk (2 threads, 32
 connections) or from Python threads where each request must be counted (storms, bulk).
+Scenarios 9 and 10 (tests/bench/overhead.py) start what they compare themselves: a local
+OTLP receiver, and a second emulator serving an Entra-only Redis front before a
+redis-server of its own.
 
 Everything started is stopped on exit, also on an error, Ctrl-C or SIGTERM.
 """

@@ -1,5 +1,6 @@
-"""Issue 11's eight scenarios. Each takes the running `Bench` and returns its stdout line
-and its figures (tests/bench/report.py); tests/bench/run.py runs them in order."""
+"""Issue 11's eight scenarios, and issue 22's two (tests/bench/overhead.py). Each takes the
+running `Bench` and returns its stdout line and its figures (tests/bench/report.py);
+tests/bench/run.py runs them in order."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from service.storage import keys
 from tests.bench import measure
 from tests.bench.direct_client import SUBJECT, DirectGraphClient
 from tests.bench.measure import median, percentile
+from tests.bench.overhead import redis_login_entra_vs_password, tracing_on_vs_off
 from tests.bench.report import Figure, at_least, at_most
 from tests.bench.rig import THREADS, WORKERS, FloorProcess, Rig
 from tests.bench.wrk import Request, WrkResult, run_wrk, write_requests
@@ -66,6 +68,11 @@ class Settings:
     levels: tuple[int, ...] = (10**3, 10**5, 10**6)
     starts: int = 3
     thread_counts: tuple[int, ...] = (1, 4, 8, 16)
+    # Scenarios 9 and 10 (a feature on vs off): short, so the two add about a minute.
+    overhead_rounds: int = 5  # alternated wrk rounds
+    overhead_seconds: float = 1  # each wrk run
+    overhead_create_rounds: int = 3
+    overhead_creates: int = 25  # sequential creates per side per round
 
     @classmethod
     def quick(cls) -> Settings:
@@ -82,6 +89,9 @@ class Settings:
             levels=(10**3, 10**4, 10**5),
             starts=1,
             thread_counts=(1, 8),
+            overhead_rounds=3,
+            overhead_create_rounds=2,
+            overhead_creates=8,
         )
 
 
@@ -112,9 +122,9 @@ class Bench:
     def requests_file(self, name: str, requests: list[Request]) -> Path:
         return write_requests(self.rig.root / f"{name}.requests", requests)
 
-    def replays(self, bodies: list[dict[str, Any]]) -> Path:
+    def replays(self, bodies: list[dict[str, Any]], name: str = "replay") -> Path:
         return self.requests_file(
-            "replay",
+            name,
             [Request("POST", "/v1/meetings", json.dumps(b, separators=(",", ":"))) for b in bodies],
         )
 
@@ -557,4 +567,6 @@ SCENARIOS: dict[int, Scenario] = {
     6: cost_as_work_grows,
     7: footprint,
     8: workers_and_threads,
+    9: tracing_on_vs_off,
+    10: redis_login_entra_vs_password,
 }
