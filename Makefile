@@ -97,7 +97,8 @@ clean:
 	rm -rf $(VENV) $(TOOLS) $(UV_HOME) $(RENDERED) .run .pytest_cache .mypy_cache .ruff_cache
 
 # A bounded benchmark on loopback (not run by `make test`: speed is measured, not asserted):
-# issue 11's scenarios (tests/bench/run.py; rewrites docs/performance.md and its chart),
+# issue 11's scenarios and issue 22's costs of tracing and of REDIS_AUTH=entra (tests/bench/run.py;
+# rewrites docs/performance.md and its chart),
 # then the slow-clients comparison, shortened here so the whole stays under 6 minutes on
 # 2 cores (`python -m tests.bench.slow_clients` alone runs its full 60 s case).
 # BENCH_ARGS passes options, e.g. `make bench BENCH_ARGS="--quick --skip 6"`.
