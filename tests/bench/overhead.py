@@ -18,7 +18,6 @@ round's p50). The figures are informational: measured, not asserted.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -71,24 +70,14 @@ def compare(
     )
     clients = {side: Client(url, bench.key) for side, url in urls.items()}
 
-    def sequential(client: Client, count: int) -> list[float]:
-        latencies = []
-        for body in bench.new_bodies(count):
-            started = time.perf_counter()
-            response = client.post(body)
-            latencies.append(time.perf_counter() - started)
-            if response.status_code != 201:
-                raise RuntimeError(f"create answered {response.status_code}: {response.text}")
-        return latencies
-
     emulator.add_fault(target="createOrGet", latencyMs=GRAPH_LATENCY_MS)
     try:
         for client in clients.values():  # tokens, connections, first-call costs
-            sequential(client, WARM_UP)
+            bench.timed_creates(client, WARM_UP)
         create_runs = measure.alternate(
             settings.overhead_create_rounds,
             {
-                side: partial(sequential, client, settings.overhead_creates)
+                side: partial(bench.timed_creates, client, settings.overhead_creates)
                 for side, client in clients.items()
             },
         )

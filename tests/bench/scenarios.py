@@ -119,6 +119,17 @@ class Bench:
             raise RuntimeError(f"provisioning failed: {failed[:5]}")
         return bodies
 
+    def timed_creates(self, client: Client, count: int) -> list[float]:
+        """Seconds each of `count` new bookings took, one after another; each must be a 201."""
+        latencies = []
+        for body in self.new_bodies(count):
+            started = time.perf_counter()
+            response = client.post(body)
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != 201:
+                raise RuntimeError(f"create answered {response.status_code}: {response.text}")
+        return latencies
+
     def requests_file(self, name: str, requests: list[Request]) -> Path:
         return write_requests(self.rig.root / f"{name}.requests", requests)
 
@@ -206,14 +217,7 @@ def create_vs_direct(bench: Bench) -> tuple[str, list[Figure]]:
     count = bench.settings.sequential
 
     def service_side() -> list[float]:
-        latencies = []
-        for body in bench.new_bodies(count):
-            started = time.perf_counter()
-            response = client.post(body)
-            latencies.append(time.perf_counter() - started)
-            if response.status_code != 201:
-                raise RuntimeError(f"create answered {response.status_code}: {response.text}")
-        return latencies
+        return bench.timed_creates(client, count)
 
     def direct_side() -> list[float]:
         return [measure.timed(lambda: direct.create(bench.organizer)) for _ in range(count)]

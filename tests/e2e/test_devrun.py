@@ -99,6 +99,20 @@ def start_devrun(cwd: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes
     return process, Output(process.stdout)
 
 
+def wait_for_demo_api(process: subprocess.Popen[bytes], output: Output, port: int) -> None:
+    """Until the demo API answers /healthz through nginx; fails at once if devrun exits."""
+
+    def serving() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"devrun exited with {process.returncode}\n{output.text()}")
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    wait_until(serving, START_TIMEOUT, "the demo API's /healthz", output.text)
+
+
 def test_make_run_serves_the_demo_and_stops_everything_on_sigterm(tmp_path):
     port, redis_port = free_port(), free_port()
     process, output = start_devrun(tmp_path, devrun_environment(port, redis_port))
@@ -122,16 +136,7 @@ def test_make_run_serves_the_demo_and_stops_everything_on_sigterm(tmp_path):
         assert emulator_line, text
         emulator_port = int(emulator_line[1])
         assert (tmp_path / ".run" / "clients.json").is_file()
-
-        def serving() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"devrun exited with {process.returncode}\n{output.text()}")
-            try:
-                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
-            except requests.RequestException:
-                return False
-
-        wait_until(serving, START_TIMEOUT, "the demo API's /healthz", output.text)
+        wait_for_demo_api(process, output, port)
 
         headers = {"Authorization": f"Bearer {curl['key']}"}
         created = requests.post(curl["url"], json=body, headers=headers, timeout=30)
@@ -201,16 +206,7 @@ def test_make_run_with_an_entra_only_redis(tmp_path):
     env = {**devrun_environment(port, redis_port), "DEMO_REDIS_AUTH": "entra"}
     process, output = start_devrun(tmp_path, env)
     try:
-
-        def serving() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"devrun exited with {process.returncode}\n{output.text()}")
-            try:
-                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
-            except requests.RequestException:
-                return False
-
-        wait_until(serving, START_TIMEOUT, "the demo API's /healthz", output.text)
+        wait_for_demo_api(process, output, port)
         text = output.text()
         assert "behind the Entra-only TLS front at rediss://127.0.0.1:" in text, text
         curl = CURL.search(text)

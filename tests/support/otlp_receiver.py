@@ -1,15 +1,17 @@
 """A local OTLP/HTTP receiver: what a Collector would get from the service, decoded.
 
-A small HTTP server on 127.0.0.1 (a thread of the test process) that takes
-`POST /v1/traces` with an `ExportTraceServiceRequest` protobuf (opentelemetry-proto), as
-the SDK's OTLP/HTTP exporter sends it, and keeps every span it got.
+`serving` is the endpoint: a small HTTP server on 127.0.0.1 (a thread of this process) that
+takes `POST /v1/traces` with an `ExportTraceServiceRequest` protobuf (opentelemetry-proto),
+as the SDK's OTLP/HTTP exporter sends it, answers as a Collector does, and hands each export
+to a callback. `otlp_receiver` keeps every span for the tests; the bench's span sink
+(tests/bench/span_sink.py) only counts them.
 """
 
 from __future__ import annotations
 
 import gzip
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,14 +39,9 @@ class ReceivedSpan:
 
 @dataclass
 class OtlpReceiver:
-    server: ThreadingHTTPServer
+    url: str = ""  # the base URL for OTEL_EXPORTER_OTLP_ENDPOINT (the SDK adds /v1/traces)
     spans: list[ReceivedSpan] = field(default_factory=list)
     requests: int = 0
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     def of_trace(self, trace_id: str) -> list[ReceivedSpan]:
         return [span for span in list(self.spans) if span.trace_id == trace_id]
@@ -59,9 +56,7 @@ def _value(value: AnyValue) -> Any:
     return None if kind is None else getattr(value, kind)
 
 
-def _decode(body: bytes) -> list[ReceivedSpan]:
-    request = ExportTraceServiceRequest()
-    request.ParseFromString(body)
+def _decode(request: ExportTraceServiceRequest) -> list[ReceivedSpan]:
     spans = []
     for resource_spans in request.resource_spans:
         resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
@@ -83,39 +78,61 @@ def _decode(body: bytes) -> list[ReceivedSpan]:
     return spans
 
 
+ANSWER = ExportTraceServiceResponse().SerializeToString()
+
+
 @contextmanager
-def otlp_receiver() -> Iterator[OtlpReceiver]:
-    """A receiver listening on a free loopback port until the block ends."""
-    lock = threading.Lock()
+def serving(on_export: Callable[[ExportTraceServiceRequest, int], None]) -> Iterator[str]:
+    """An OTLP/HTTP endpoint on a free loopback port until the block ends, calling
+    `on_export(request, size in bytes)` for each export; yields its base URL."""
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as a Collector offers it
+
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            if self.headers.get("Content-Encoding") == "gzip":
-                body = gzip.decompress(body)
             if self.path != "/v1/traces":
                 self.send_error(404)
                 return
-            spans = _decode(body)
-            with lock:
-                receiver.requests += 1
-                receiver.spans.extend(spans)
-            answer = ExportTraceServiceResponse().SerializeToString()
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)  # protobuf's C parser
+            on_export(request, len(body))
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", str(len(answer)))
+            self.send_header("Content-Length", str(len(ANSWER)))
             self.end_headers()
-            self.wfile.write(answer)
+            self.wfile.write(ANSWER)
 
         def log_message(self, format: str, *args: Any) -> None:
-            pass  # quiet: pytest shows the test's own output
+            pass  # quiet: the tests and the bench print their own lines
 
-    receiver = OtlpReceiver(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
-    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="otlp-receiver", daemon=True)
     thread.start()
+    host, port = server.server_address[:2]
     try:
-        yield receiver
+        yield f"http://{host!s}:{port}"
     finally:
-        receiver.server.shutdown()
-        receiver.server.server_close()
+        server.shutdown()
+        server.server_close()
         thread.join(timeout=10)
+
+
+@contextmanager
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    """A receiver that keeps every span it gets, listening until the block ends."""
+    receiver = OtlpReceiver()
+    lock = threading.Lock()
+
+    def keep(request: ExportTraceServiceRequest, size: int) -> None:
+        spans = _decode(request)
+        with lock:
+            receiver.requests += 1
+            receiver.spans.extend(spans)
+
+    with serving(keep) as url:
+        receiver.url = url
+        yield receiver
